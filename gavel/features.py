@@ -1,0 +1,71 @@
+"""Feature preparation shared by training and serving.
+
+Models take raw listing columns; :func:`derive_features` turns them into the
+model's inputs inside the sklearn pipeline, so serving and training cannot
+disagree.
+
+>>> import pandas as pd
+>>> raw = pd.DataFrame({"listed_at": [pd.Timestamp("2015-01-05", tz="UTC")], "year": [2012],
+...                     "make": [" Ford "], "model": ["Fusion"], "odometer": [36000.0]})
+>>> out = derive_features(raw)
+>>> out.loc[0, "make"], out.loc[0, "age"]
+('ford', 3.0)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+
+from gavel.schemas import LISTING_FIELDS, Listing
+
+CATEGORICAL_FEATURES: tuple[str, ...] = (
+    "make",
+    "model",
+    "trim",
+    "body",
+    "transmission",
+    "state",
+    "color",
+    "interior",
+)
+NUMERIC_FEATURES: tuple[str, ...] = ("year", "age", "odometer", "miles_per_year", "condition", "mmr")
+MODEL_FEATURES: tuple[str, ...] = CATEGORICAL_FEATURES + NUMERIC_FEATURES
+
+# The columns drift monitoring compares; derived ones add nothing new.
+MONITORED_NUMERIC: tuple[str, ...] = ("year", "odometer", "condition", "mmr")
+MONITORED_CATEGORICAL: tuple[str, ...] = ("make", "body", "transmission", "state")
+
+
+def listings_frame(listings: Iterable[Listing]) -> pd.DataFrame:
+    """Raw listing columns as a frame, one row per listing (the serving entry point)."""
+    rows = [listing.__dict__ for listing in listings]
+    return pd.DataFrame.from_records(rows, columns=list(LISTING_FIELDS))
+
+
+def _normalise_text(series: pd.Series) -> pd.Series:
+    text = series.astype("string").str.strip().str.lower()
+    return text.mask(text.isin(["", "—", "-", "nan", "none", "null"]))
+
+
+def derive_features(raw: pd.DataFrame) -> pd.DataFrame:
+    """Model inputs from raw listing columns; unknown values become missing."""
+    listed_at = pd.to_datetime(raw["listed_at"], utc=True)
+    year = pd.to_numeric(raw["year"], errors="coerce").astype(float)
+    age = (listed_at.dt.year.astype(float) - year).clip(lower=0.0)
+    out = pd.DataFrame(index=raw.index)
+    for column in CATEGORICAL_FEATURES:
+        if column in raw:
+            out[column] = _normalise_text(raw[column]).astype(object)
+        else:
+            out[column] = np.nan
+    out["year"] = year
+    out["age"] = age
+    for column in ("odometer", "condition", "mmr"):
+        out[column] = pd.to_numeric(raw[column], errors="coerce") if column in raw else np.nan
+    out["miles_per_year"] = out["odometer"] / age.clip(lower=0.5)
+    out = out.astype({c: float for c in NUMERIC_FEATURES})
+    return out[list(MODEL_FEATURES)]
+

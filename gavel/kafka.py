@@ -1,0 +1,71 @@
+"""Kafka plumbing shared by the services: topic creation and client configs."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from gavel.settings import Settings
+from gavel.topics import TOPICS
+
+log = logging.getLogger(__name__)
+
+
+def admin_client(settings: Settings) -> AdminClient:
+    return AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+
+
+def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> dict[str, int]:
+    """Create missing Gavel topics; returns each topic's partition count.
+
+    Existing topics are left as they are (Kafka cannot shrink partitions).
+    """
+    admin = admin_client(settings)
+    existing = admin.list_topics(timeout=timeout_s).topics
+    missing = [
+        NewTopic(
+            spec.name,
+            num_partitions=spec.partitions(settings.topic_partitions),
+            replication_factor=settings.topic_replication,
+        )
+        for spec in TOPICS
+        if spec.name not in existing
+    ]
+    if missing:
+        for name, future in admin.create_topics(missing, operation_timeout=timeout_s).items():
+            try:
+                future.result(timeout=timeout_s)
+                log.info("created topic %s", name)
+            except KafkaException as exc:
+                if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                    raise
+    metadata = admin.list_topics(timeout=timeout_s).topics
+    return {spec.name: len(metadata[spec.name].partitions) for spec in TOPICS}
+
+
+def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
+    """An idempotent producer: retries cannot duplicate or reorder within a partition."""
+    config: dict[str, Any] = {
+        "bootstrap.servers": settings.kafka_bootstrap,
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 5,
+        "batch.num.messages": 10000,
+        "compression.type": "lz4",
+    }
+    config.update(overrides)
+    return config
+
+
+def consumer_config(settings: Settings, group_id: str, **overrides: Any) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "bootstrap.servers": settings.kafka_bootstrap,
+        "group.id": group_id,
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": False,
+    }
+    config.update(overrides)
+    return config

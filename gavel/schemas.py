@@ -1,0 +1,195 @@
+"""Event schemas: the JSON values on every topic.
+
+All timestamps are timezone-aware UTC. Listings carry everything known
+before the hammer falls; the sale price arrives later as a ``Sale``.
+
+>>> from datetime import datetime, timezone
+>>> listing = Listing(auction_id="a1", listed_at=datetime(2015, 1, 5, tzinfo=timezone.utc),
+...                   year=2012, make="Ford", model="Fusion", condition=3.5, odometer=41000)
+>>> listing.age_years
+3
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+MIN_MODEL_YEAR = 1950
+MAX_ODOMETER = 1_000_000.0
+MIN_CONDITION = 1.0
+MAX_CONDITION = 5.0
+
+
+def _as_utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
+OptionalText = Annotated[str | None, Field(max_length=200)]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    def to_json_bytes(self) -> bytes:
+        return self.model_dump_json(exclude_none=False).encode()
+
+
+class Listing(_Event):
+    """A car put up for auction (topic ``auctions.listed``, key ``auction_id``).
+
+    Condition is on the 1.0-5.0 scale; loaders convert the 1-49 variant.
+    Optional fields are ``None`` when unknown, never a placeholder.
+    """
+
+    auction_id: str = Field(min_length=1, max_length=128)
+    listed_at: UtcDatetime
+    year: int = Field(ge=MIN_MODEL_YEAR)
+    make: str = Field(min_length=1, max_length=60)
+    model: str = Field(min_length=1, max_length=80)
+    trim: OptionalText = None
+    body: OptionalText = None
+    transmission: Literal["automatic", "manual"] | None = None
+    state: str | None = Field(None, min_length=2, max_length=2)
+    condition: float | None = Field(None, ge=MIN_CONDITION, le=MAX_CONDITION)
+    odometer: float | None = Field(None, ge=0, le=MAX_ODOMETER)
+    color: OptionalText = None
+    interior: OptionalText = None
+    seller: OptionalText = None
+    mmr: float | None = Field(None, gt=0, le=1_000_000)
+    vin: str | None = Field(None, max_length=32)
+
+    @model_validator(mode="after")
+    def _year_not_in_future(self) -> Listing:
+        if self.year > self.listed_at.year + 1:
+            raise ValueError(
+                f"year {self.year} is after the model year on sale at {self.listed_at:%Y-%m-%d}"
+            )
+        return self
+
+    @property
+    def age_years(self) -> int:
+        return max(self.listed_at.year - self.year, 0)
+
+
+LISTING_FIELDS: tuple[str, ...] = tuple(Listing.model_fields)
+
+
+class Sale(_Event):
+    """The outcome of an auction (topic ``auctions.sold``, key ``auction_id``)."""
+
+    auction_id: str = Field(min_length=1, max_length=128)
+    sold_at: UtcDatetime
+    sellingprice: float = Field(gt=0)
+
+
+class ScoredPrice(_Event):
+    """A priced listing (topic ``prices.scored``, key ``auction_id``).
+
+    It repeats the listing's features so that downstream consumers need no join.
+    """
+
+    auction_id: str
+    predicted_price: float
+    model_name: str
+    model_version: str
+    listed_at: UtcDatetime
+    scored_at: UtcDatetime
+    features: Listing
+
+
+class DeadLetterReason(StrEnum):
+    NOT_JSON = "not_json"
+    SCHEMA = "schema"
+    OUT_OF_RANGE = "out_of_range"
+    SCORING_FAILED = "scoring_failed"
+
+
+class DeadLetter(_Event):
+    """An event that could not be priced (topic ``auctions.deadletter``)."""
+
+    reason: DeadLetterReason
+    detail: str
+    errors: list[dict[str, Any]] = Field(default_factory=list)
+    source_topic: str
+    partition: int
+    offset: int
+    key: str | None = None
+    raw_payload: str = Field(description="The original bytes, UTF-8 decoded with replacement.")
+    dead_lettered_at: UtcDatetime = Field(default_factory=utc_now)
+
+
+class DriftKind(StrEnum):
+    DATA = "data"
+    PREDICTION = "prediction"
+    PERFORMANCE = "performance"
+
+
+class Severity(StrEnum):
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+class FeatureDrift(BaseModel):
+    feature: str
+    score: float
+    threshold: float
+    stattest: str
+    drifted: bool
+
+
+class DriftAlert(_Event):
+    """A drift episode detected by the monitor (topic ``drift.alerts``, key = kind)."""
+
+    alert_id: str = Field(default_factory=new_id)
+    kind: DriftKind
+    severity: Severity
+    window_start: UtcDatetime
+    window_end: UtcDatetime
+    window_size: int
+    model_name: str
+    model_version: str
+    drifted_features: list[FeatureDrift] = Field(default_factory=list)
+    share_drifted: float | None = None
+    mape: float | None = None
+    reference_mape: float | None = None
+    detected_at: UtcDatetime = Field(default_factory=utc_now)
+    report_path: str | None = None
+    detector: str = "window"
+
+
+class ModelAction(StrEnum):
+    REGISTERED = "registered"
+    PROMOTED = "promoted"
+    REJECTED = "rejected"
+    ROLLED_BACK = "rolled_back"
+
+
+class ModelUpdate(_Event):
+    """A model lifecycle event (topic ``models.updates``, key = model name)."""
+
+    event_id: str = Field(default_factory=new_id)
+    action: ModelAction
+    model_name: str
+    version: str
+    champion_version: str | None = Field(None, description="The champion after this event.")
+    previous_version: str | None = None
+    reason: str = ""
+    metrics: dict[str, float] = Field(default_factory=dict)
+    alert_id: str | None = None
+    at: UtcDatetime = Field(default_factory=utc_now)

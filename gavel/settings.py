@@ -1,0 +1,77 @@
+"""Settings shared by every Gavel service.
+
+Values come from ``GAVEL_*`` environment variables and an optional ``.env``
+file; the defaults point at the local stack that ``gavel stack up`` starts.
+
+>>> s = Settings(kafka_port=19092)
+>>> s.kafka_bootstrap
+'127.0.0.1:19092'
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="GAVEL_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # Local stack
+    stack_dir: Path = Field(PROJECT_ROOT / ".stack", description="All local-stack state.")
+    host: str = "127.0.0.1"
+    kafka_version: str = "3.9.1"
+    kafka_port: int = 9092
+    kafka_controller_port: int = 9093
+    kafka_heap_mb: int = Field(512, le=512, ge=128)
+    redis_port: int = 6379
+    mlflow_port: int = 5000
+    prometheus_port: int = 9090
+
+    # Connections (derived from the ports unless set explicitly)
+    kafka_bootstrap: str = ""
+    redis_url: str = ""
+    mlflow_tracking_uri: str = ""
+
+    # Topics
+    topic_partitions: int = Field(4, ge=1, description="Partitions of the keyed data topics.")
+    topic_replication: int = Field(1, ge=1)
+
+    # Model registry
+    model_name: str = "gavel-price"
+    experiment_name: str = "gavel"
+
+    # Services
+    worker_web_port: int = 6066
+    worker_batch_size: int = Field(500, ge=1)
+    worker_batch_within_s: float = Field(0.05, gt=0)
+    worker_poll_alias_s: float = Field(30.0, gt=0)
+    monitor_metrics_port: int = 9108
+    reports_dir: Path = Field(PROJECT_ROOT / "reports")
+
+    @model_validator(mode="after")
+    def _derive_connections(self) -> Settings:
+        if not self.kafka_bootstrap:
+            self.kafka_bootstrap = f"{self.host}:{self.kafka_port}"
+        if not self.redis_url:
+            self.redis_url = f"redis://{self.host}:{self.redis_port}/0"
+        if not self.mlflow_tracking_uri:
+            self.mlflow_tracking_uri = f"http://{self.host}:{self.mlflow_port}"
+        return self
+
+    @property
+    def champion_uri(self) -> str:
+        return f"models:/{self.model_name}@champion"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

@@ -1,0 +1,391 @@
+"""The servers of the local stack: Kafka (KRaft), Redis and MLflow, plus Prometheus on request.
+
+Each component knows how to get its prerequisites, start, and check its health.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+import httpx
+
+from gavel.settings import PROJECT_ROOT, Settings
+from gavel.stack.process import ManagedProcess, StackError
+
+KAFKA_RECIPE = PROJECT_ROOT / "deploy" / "local" / "kafka"
+MIN_JAVA = 17
+
+
+class Component(ABC):
+    name: str
+    start_timeout_s: float = 60.0
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.process = ManagedProcess(self.name, settings.stack_dir)
+
+    @property
+    @abstractmethod
+    def port(self) -> int: ...
+
+    @property
+    @abstractmethod
+    def address(self) -> str: ...
+
+    def prepare(self) -> None:
+        """Fetch or install what the server needs; idempotent."""
+
+    @abstractmethod
+    def command(self) -> list[str]: ...
+
+    @abstractmethod
+    def healthy(self) -> bool: ...
+
+    def start(self) -> int:
+        return self.process.start(self.command(), cwd=self.settings.stack_dir)
+
+    @property
+    def home(self) -> Path:
+        return self.settings.stack_dir / self.name
+
+
+class Kafka(Component):
+    """Apache Kafka, one node acting as broker and KRaft controller."""
+
+    name = "kafka"
+    start_timeout_s = 90.0
+
+    @property
+    def port(self) -> int:
+        return self.settings.kafka_port
+
+    @property
+    def address(self) -> str:
+        return self.settings.kafka_bootstrap
+
+    @property
+    def libs_dir(self) -> Path:
+        return self.home / f"libs-{self.settings.kafka_version}"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.home / "data"
+
+    @property
+    def config_file(self) -> Path:
+        return self.home / "server.properties"
+
+    def prepare(self) -> None:
+        java = require_java()
+        self.fetch_jars()
+        self.write_config()
+        if not (self.data_dir / "meta.properties").exists():
+            self.format_storage(java)
+
+    def fetch_jars(self) -> None:
+        marker = self.libs_dir / f"kafka_2.13-{self.settings.kafka_version}.jar"
+        if marker.exists():
+            return
+        mvn = shutil.which("mvn")
+        if mvn is None:
+            raise StackError(
+                "Maven (mvn) is needed once to fetch the Kafka jars from Maven Central. "
+                "Install it (apt-get install -y maven) and run `gavel stack up` again."
+            )
+        staging = self.libs_dir.with_name(self.libs_dir.name + ".partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        result = subprocess.run(
+            [
+                mvn,
+                "-q",
+                "-B",
+                "-f",
+                str(KAFKA_RECIPE / "pom.xml"),
+                "dependency:copy-dependencies",
+                "-DincludeScope=runtime",
+                f"-Dkafka.version={self.settings.kafka_version}",
+                f"-DoutputDirectory={staging}",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0 or not (staging / marker.name).exists():
+            raise StackError(
+                "Maven could not fetch the Kafka jars (is Maven Central reachable?):\n"
+                + (result.stdout + result.stderr)[-2000:]
+            )
+        staging.rename(self.libs_dir)
+
+    def write_config(self) -> None:
+        s = self.settings
+        self.home.mkdir(parents=True, exist_ok=True)
+        voters = f"1@{s.host}:{s.kafka_controller_port}"
+        properties = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.voters": voters,
+            "listeners": f"PLAINTEXT://{s.host}:{s.kafka_port},CONTROLLER://{s.host}:{s.kafka_controller_port}",
+            "advertised.listeners": f"PLAINTEXT://{s.host}:{s.kafka_port}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "log.dirs": str(self.data_dir),
+            "num.partitions": str(s.topic_partitions),
+            "offsets.topic.replication.factor": "1",
+            "offsets.topic.num.partitions": "8",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "group.initial.rebalance.delay.ms": "0",
+            "log.retention.hours": "168",
+        }
+        text = "# Written by `gavel stack up`; edits are overwritten.\n"
+        text += "".join(f"{key}={value}\n" for key, value in properties.items())
+        self.config_file.write_text(text)
+
+    def format_storage(self, java: str) -> None:
+        classpath = f"{self.libs_dir}/*"
+        cluster_id = subprocess.run(
+            [java, "-cp", classpath, "kafka.tools.StorageTool", "random-uuid"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        result = subprocess.run(
+            [java, "-cp", classpath, "kafka.tools.StorageTool", "format"]
+            + ["-t", cluster_id, "-c", str(self.config_file), "--ignore-formatted"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise StackError(f"Kafka storage format failed:\n{result.stdout}{result.stderr}")
+
+    def command(self) -> list[str]:
+        heap = self.settings.kafka_heap_mb
+        return [
+            require_java(),
+            f"-Xmx{heap}m",
+            f"-Xms{min(heap, 256)}m",
+            "-XX:+UseG1GC",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j.configuration=file:{KAFKA_RECIPE / 'log4j.properties'}",
+            "-cp",
+            f"{self.libs_dir}/*",
+            "kafka.Kafka",
+            str(self.config_file),
+        ]
+
+    def healthy(self) -> bool:
+        from confluent_kafka.admin import AdminClient
+
+        admin = AdminClient({"bootstrap.servers": self.address, "log_level": 0})
+        try:
+            return bool(admin.list_topics(timeout=2).brokers)
+        except Exception:
+            return False
+
+
+class Redis(Component):
+    name = "redis"
+    start_timeout_s = 15.0
+
+    @property
+    def port(self) -> int:
+        return self.settings.redis_port
+
+    @property
+    def address(self) -> str:
+        return self.settings.redis_url
+
+    def prepare(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        if find_redis_server() is None:
+            apt_install("redis-server", binary="redis-server")
+
+    def command(self) -> list[str]:
+        server = find_redis_server()
+        if server is None:
+            raise StackError("redis-server is not installed (apt-get install -y redis-server).")
+        return [
+            server,
+            "--port",
+            str(self.port),
+            "--bind",
+            self.settings.host,
+            "--dir",
+            str(self.home),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "no",
+        ]
+
+    def healthy(self) -> bool:
+        import redis
+
+        try:
+            return bool(redis.Redis.from_url(self.address, socket_timeout=1).ping())
+        except Exception:
+            return False
+
+
+class MLflow(Component):
+    """An MLflow tracking server and model registry on sqlite with local artifacts."""
+
+    name = "mlflow"
+    start_timeout_s = 120.0
+
+    @property
+    def port(self) -> int:
+        return self.settings.mlflow_port
+
+    @property
+    def address(self) -> str:
+        return self.settings.mlflow_tracking_uri
+
+    def prepare(self) -> None:
+        (self.home / "artifacts").mkdir(parents=True, exist_ok=True)
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{self.home / 'mlflow.db'}",
+            "--artifacts-destination",
+            str(self.home / "artifacts"),
+            "--host",
+            self.settings.host,
+            "--port",
+            str(self.port),
+            "--workers",
+            "1",
+        ]
+
+    def healthy(self) -> bool:
+        try:
+            return httpx.get(f"{self.address}/health", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+
+class Prometheus(Component):
+    """Debian's Prometheus server, scraping the Gavel services (used to check dashboards)."""
+
+    name = "prometheus"
+    start_timeout_s = 30.0
+
+    @property
+    def port(self) -> int:
+        return self.settings.prometheus_port
+
+    @property
+    def address(self) -> str:
+        return f"http://{self.settings.host}:{self.port}"
+
+    @property
+    def config_file(self) -> Path:
+        return self.home / "prometheus.yml"
+
+    def prepare(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        if shutil.which("prometheus") is None:
+            apt_install("prometheus", binary="prometheus")
+        self.config_file.write_text(local_prometheus_config(self.settings))
+
+    def command(self) -> list[str]:
+        return [
+            shutil.which("prometheus") or "prometheus",
+            f"--config.file={self.config_file}",
+            f"--storage.tsdb.path={self.home / 'data'}",
+            f"--web.listen-address={self.settings.host}:{self.port}",
+            "--storage.tsdb.retention.time=2d",
+        ]
+
+    def healthy(self) -> bool:
+        try:
+            return httpx.get(f"{self.address}/-/ready", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+
+def local_prometheus_config(settings: Settings, scrape_interval_s: float = 5.0) -> str:
+    """deploy/prometheus.yml with the targets moved to the local ports."""
+    host = settings.host
+    return f"""# Written by `gavel stack up --with-prometheus`; mirrors deploy/prometheus.yml.
+global:
+  scrape_interval: {scrape_interval_s:g}s
+  evaluation_interval: {scrape_interval_s:g}s
+scrape_configs:
+  - job_name: gavel-worker
+    static_configs:
+      - targets: ["{host}:{settings.worker_web_port}"]
+  - job_name: gavel-monitor
+    static_configs:
+      - targets: ["{host}:{settings.monitor_metrics_port}"]
+"""
+
+
+def require_java() -> str:
+    java_home = os.environ.get("JAVA_HOME")
+    java = str(Path(java_home) / "bin" / "java") if java_home else shutil.which("java")
+    if not java or not Path(java).exists():
+        raise StackError(
+            f"Java {MIN_JAVA}+ is needed to run Kafka and was not found. "
+            "Install it (apt-get install -y openjdk-17-jre-headless) or set JAVA_HOME."
+        )
+    version = subprocess.run([java, "-version"], capture_output=True, text=True).stderr
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', version)
+    major = int(match.group(1)) if match else 0
+    if major == 1 and match and match.group(2):  # "1.8" style
+        major = int(match.group(2))
+    if major < MIN_JAVA:
+        raise StackError(
+            f"Kafka here runs on Java {MIN_JAVA}+, but {java} is Java {major}. "
+            "Install openjdk-17-jre-headless or point JAVA_HOME at a newer JDK."
+        )
+    return java
+
+
+def find_redis_server() -> str | None:
+    return shutil.which("redis-server") or (
+        "/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None
+    )
+
+
+def apt_install(package: str, *, binary: str) -> None:
+    """Install a Debian package when running as root; otherwise say how."""
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        raise StackError(
+            f"{binary} is not installed. Install it with `sudo apt-get install -y {package}` "
+            "and run the command again."
+        )
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    # Keep apt from starting the distribution's own service on our ports.
+    policy = Path("/usr/sbin/policy-rc.d")
+    created_policy = not policy.exists()
+    if created_policy:
+        policy.write_text("#!/bin/sh\nexit 101\n")
+        policy.chmod(0o755)
+    try:
+        for argv in (
+            ["apt-get", "update", "-qq"],
+            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", package],
+        ):
+            result = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+            if result.returncode != 0:
+                raise StackError(f"`{' '.join(argv)}` failed:\n{result.stderr[-1500:]}")
+    finally:
+        if created_policy:
+            policy.unlink(missing_ok=True)
