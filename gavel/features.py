@@ -31,7 +31,14 @@ CATEGORICAL_FEATURES: tuple[str, ...] = (
     "color",
     "interior",
 )
-NUMERIC_FEATURES: tuple[str, ...] = ("year", "age", "odometer", "miles_per_year", "condition", "mmr")
+NUMERIC_FEATURES: tuple[str, ...] = (
+    "year",
+    "age",
+    "odometer",
+    "miles_per_year",
+    "condition",
+    "mmr",
+)
 MODEL_FEATURES: tuple[str, ...] = CATEGORICAL_FEATURES + NUMERIC_FEATURES
 
 # The columns drift monitoring compares; derived ones add nothing new.
@@ -47,7 +54,9 @@ def listings_frame(listings: Iterable[Listing]) -> pd.DataFrame:
 
 def _normalise_text(series: pd.Series) -> pd.Series:
     text = series.astype("string").str.strip().str.lower()
-    return text.mask(text.isin(["", "—", "-", "nan", "none", "null"]))
+    missing = text.isna() | text.isin(["", "—", "-", "nan", "none", "null"])
+    # Encoders want one missing marker: NaN in an object column, never pd.NA.
+    return text.astype(object).where(~missing, np.nan)
 
 
 def derive_features(raw: pd.DataFrame) -> pd.DataFrame:
@@ -58,7 +67,7 @@ def derive_features(raw: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame(index=raw.index)
     for column in CATEGORICAL_FEATURES:
         if column in raw:
-            out[column] = _normalise_text(raw[column]).astype(object)
+            out[column] = _normalise_text(raw[column])
         else:
             out[column] = np.nan
     out["year"] = year
@@ -68,4 +77,3 @@ def derive_features(raw: pd.DataFrame) -> pd.DataFrame:
     out["miles_per_year"] = out["odometer"] / age.clip(lower=0.5)
     out = out.astype({c: float for c in NUMERIC_FEATURES})
     return out[list(MODEL_FEATURES)]
-

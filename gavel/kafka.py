@@ -27,12 +27,12 @@ def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> dict[str, int]
     existing = admin.list_topics(timeout=timeout_s).topics
     missing = [
         NewTopic(
-            spec.name,
+            settings.topic(spec.name),
             num_partitions=spec.partitions(settings.topic_partitions),
             replication_factor=settings.topic_replication,
         )
         for spec in TOPICS
-        if spec.name not in existing
+        if settings.topic(spec.name) not in existing
     ]
     if missing:
         for name, future in admin.create_topics(missing, operation_timeout=timeout_s).items():
@@ -43,7 +43,10 @@ def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> dict[str, int]
                 if "TOPIC_ALREADY_EXISTS" not in str(exc):
                     raise
     metadata = admin.list_topics(timeout=timeout_s).topics
-    return {spec.name: len(metadata[spec.name].partitions) for spec in TOPICS}
+    return {
+        settings.topic(spec.name): len(metadata[settings.topic(spec.name)].partitions)
+        for spec in TOPICS
+    }
 
 
 def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:

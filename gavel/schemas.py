@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 MIN_MODEL_YEAR = 1950
 MAX_ODOMETER = 1_000_000.0
@@ -74,13 +74,13 @@ class Listing(_Event):
     mmr: float | None = Field(None, gt=0, le=1_000_000)
     vin: str | None = Field(None, max_length=32)
 
-    @model_validator(mode="after")
-    def _year_not_in_future(self) -> Listing:
-        if self.year > self.listed_at.year + 1:
-            raise ValueError(
-                f"year {self.year} is after the model year on sale at {self.listed_at:%Y-%m-%d}"
-            )
-        return self
+    @field_validator("year")
+    @classmethod
+    def _year_not_in_future(cls, year: int, info: ValidationInfo) -> int:
+        listed_at = info.data.get("listed_at")
+        if listed_at is not None and year > listed_at.year + 1:
+            raise ValueError(f"model year {year} is not on sale yet at {listed_at:%Y-%m-%d}")
+        return year
 
     @property
     def age_years(self) -> int:

@@ -27,6 +27,7 @@ class Settings(BaseSettings):
     # Local stack
     stack_dir: Path = Field(PROJECT_ROOT / ".stack", description="All local-stack state.")
     host: str = "127.0.0.1"
+    bind_host: str = Field("127.0.0.1", description="Where service HTTP endpoints listen.")
     kafka_version: str = "3.9.1"
     kafka_port: int = 9092
     kafka_controller_port: int = 9093
@@ -40,7 +41,9 @@ class Settings(BaseSettings):
     redis_url: str = ""
     mlflow_tracking_uri: str = ""
 
-    # Topics
+    # Topics; the namespace prefixes topic names, consumer groups and Redis keys so that
+    # several environments (or test runs) can share one cluster.
+    namespace: str = Field("", pattern=r"^[A-Za-z0-9._-]*$")
     topic_partitions: int = Field(4, ge=1, description="Partitions of the keyed data topics.")
     topic_replication: int = Field(1, ge=1)
 
@@ -69,6 +72,19 @@ class Settings(BaseSettings):
     @property
     def champion_uri(self) -> str:
         return f"models:/{self.model_name}@champion"
+
+    def topic(self, name: str) -> str:
+        """The namespaced name of a topic from :mod:`gavel.topics`."""
+        return f"{self.namespace}{name}"
+
+    def group(self, service: str) -> str:
+        """The namespaced consumer-group (or Faust app) id of a service."""
+        return f"{self.namespace}gavel-{service}"
+
+    def to_env(self) -> dict[str, str]:
+        """These settings as GAVEL_* variables, to hand to a child process."""
+        values = self.model_dump(mode="json")
+        return {f"GAVEL_{key.upper()}": str(value) for key, value in values.items()}
 
 
 @lru_cache(maxsize=1)

@@ -38,7 +38,7 @@ class Component(ABC):
     @abstractmethod
     def address(self) -> str: ...
 
-    def prepare(self) -> None:
+    def prepare(self) -> None:  # noqa: B027 - most servers need nothing beforehand
         """Fetch or install what the server needs; idempotent."""
 
     @abstractmethod
@@ -131,7 +131,10 @@ class Kafka(Component):
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.voters": voters,
-            "listeners": f"PLAINTEXT://{s.host}:{s.kafka_port},CONTROLLER://{s.host}:{s.kafka_controller_port}",
+            "listeners": (
+                f"PLAINTEXT://{s.host}:{s.kafka_port},"
+                f"CONTROLLER://{s.host}:{s.kafka_controller_port}"
+            ),
             "advertised.listeners": f"PLAINTEXT://{s.host}:{s.kafka_port}",
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
@@ -150,16 +153,13 @@ class Kafka(Component):
         self.config_file.write_text(text)
 
     def format_storage(self, java: str) -> None:
-        classpath = f"{self.libs_dir}/*"
+        storage_tool = [java, "-cp", f"{self.libs_dir}/*", "kafka.tools.StorageTool"]
         cluster_id = subprocess.run(
-            [java, "-cp", classpath, "kafka.tools.StorageTool", "random-uuid"],
-            capture_output=True,
-            text=True,
-            check=True,
+            [*storage_tool, "random-uuid"], capture_output=True, text=True, check=True
         ).stdout.strip()
+        config = str(self.config_file)
         result = subprocess.run(
-            [java, "-cp", classpath, "kafka.tools.StorageTool", "format"]
-            + ["-t", cluster_id, "-c", str(self.config_file), "--ignore-formatted"],
+            [*storage_tool, "format", "-t", cluster_id, "-c", config, "--ignore-formatted"],
             capture_output=True,
             text=True,
             check=False,

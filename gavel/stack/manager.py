@@ -10,7 +10,7 @@ from rich.table import Table
 
 from gavel.kafka import ensure_topics
 from gavel.settings import Settings
-from gavel.stack.components import MLflow, Component, Kafka, Prometheus, Redis
+from gavel.stack.components import Component, Kafka, MLflow, Prometheus, Redis
 from gavel.stack.process import StackError, port_in_use, wait_until
 
 CORE = ("kafka", "redis", "mlflow")

@@ -1,0 +1,61 @@
+"""Shared fixtures: the real local stack, isolated namespaces, and the shared sample."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from gavel.settings import PROJECT_ROOT, Settings
+
+SAMPLE_CSV = Path(
+    os.environ.get(
+        "GAVEL_SAMPLE_CSV",
+        PROJECT_ROOT.parent / "shared" / "data" / "car_auctions_sample.csv.gz",
+    )
+)
+
+
+@pytest.fixture(scope="session")
+def sample_csv() -> Path:
+    """The shared Kaggle sample; tests that need it skip when it is absent."""
+    if not SAMPLE_CSV.exists():
+        pytest.skip(f"shared sample not found at {SAMPLE_CSV}")
+    return SAMPLE_CSV
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Settings]:
+    """The local stack: reused when already healthy, otherwise started and stopped after."""
+    from gavel.stack import manager
+
+    settings = Settings()
+    running = {row.name for row in manager.status(settings, manager.CORE) if row.healthy}
+    to_start = tuple(name for name in manager.CORE if name not in running)
+    if to_start:
+        manager.up(settings, manager.CORE, console=Console(stderr=True, quiet=True))
+    yield settings
+    if to_start:
+        manager.down(settings, to_start, console=Console(stderr=True, quiet=True))
+
+
+@pytest.fixture
+def isolated(stack: Settings, tmp_path: Path) -> Settings:
+    """Settings with a fresh namespace (topics, groups, Redis keys) and model name."""
+    from gavel.kafka import ensure_topics
+
+    tag = uuid.uuid4().hex[:8]
+    settings = stack.model_copy(
+        update={
+            "namespace": f"test-{tag}.",
+            "model_name": f"gavel-test-{tag}",
+            "experiment_name": "gavel-tests",
+            "reports_dir": tmp_path / "reports",
+        }
+    )
+    ensure_topics(settings)
+    return settings

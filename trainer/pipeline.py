@@ -1,0 +1,139 @@
+"""The price models: sklearn pipelines that take raw listing columns.
+
+The feature step lives inside the pipeline, so the registry's model prices a
+frame of raw listings (``gavel.features.listings_frame``) with no extra code.
+Both models predict log-price and return dollars.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.compose import ColumnTransformer, TransformedTargetRegressor
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import Ridge
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import (
+    FunctionTransformer,
+    OneHotEncoder,
+    OrdinalEncoder,
+    StandardScaler,
+)
+from xgboost import XGBRegressor
+
+from gavel.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES, derive_features
+
+XGB_DEFAULTS: dict[str, Any] = {
+    "n_estimators": 800,
+    "learning_rate": 0.06,
+    "max_depth": 8,
+    "min_child_weight": 3,
+    "subsample": 0.85,
+    "colsample_bytree": 0.8,
+    "reg_lambda": 1.0,
+    "tree_method": "hist",
+    "early_stopping_rounds": 40,
+    "n_jobs": 2,
+}
+BASELINE_CATEGORICAL: tuple[str, ...] = ("make", "model", "body", "transmission", "state")
+BASELINE_NUMERIC: tuple[str, ...] = ("age", "odometer", "condition", "log_mmr")
+
+
+@dataclass
+class FittedModel:
+    name: str
+    pipeline: Pipeline
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+def _features_step() -> FunctionTransformer:
+    return FunctionTransformer(derive_features)
+
+
+def _log_target(regressor: Any) -> TransformedTargetRegressor:
+    return TransformedTargetRegressor(regressor=regressor, func=np.log, inverse_func=np.exp)
+
+
+def fit_xgboost(
+    train: pd.DataFrame,
+    y_train: pd.Series,
+    validation: pd.DataFrame,
+    y_validation: pd.Series,
+    params: dict[str, Any] | None = None,
+    callbacks: list[Any] | None = None,
+) -> FittedModel:
+    """XGBoost on ordinal-encoded categoricals, early-stopped on the validation period."""
+    params = {**XGB_DEFAULTS, **(params or {})}
+    features = _features_step()
+    encode = ColumnTransformer(
+        [
+            (
+                "categorical",
+                OrdinalEncoder(
+                    handle_unknown="use_encoded_value",
+                    unknown_value=-1,
+                    encoded_missing_value=-2,
+                    min_frequency=5,
+                    dtype=np.float32,
+                ),
+                list(CATEGORICAL_FEATURES),
+            ),
+            ("numeric", "passthrough", list(NUMERIC_FEATURES)),
+        ],
+        verbose_feature_names_out=False,
+    )
+    x_train = encode.fit_transform(features.fit_transform(train))
+    x_validation = encode.transform(features.transform(validation))
+    model = _log_target(XGBRegressor(**params, callbacks=callbacks))
+    # TransformedTargetRegressor logs y only; the eval set is passed through, so log it here.
+    model.fit(
+        x_train,
+        y_train.to_numpy(),
+        eval_set=[(x_validation, np.log(y_validation.to_numpy()))],
+        verbose=False,
+    )
+    for regressor in (model.regressor, model.regressor_):
+        regressor.set_params(callbacks=None)  # callbacks hold UI objects that do not pickle
+    pipeline = Pipeline([("features", features), ("encode", encode), ("model", model)])
+    params["best_iteration"] = int(model.regressor_.best_iteration)
+    return FittedModel("xgboost", pipeline, params)
+
+
+def _log_mmr(frame: pd.DataFrame) -> pd.DataFrame:
+    out = frame.copy()
+    out["log_mmr"] = np.log(out["mmr"].astype(float))
+    return out
+
+
+def fit_baseline(train: pd.DataFrame, y_train: pd.Series) -> FittedModel:
+    """Ridge regression on one-hot categoricals and log-MMR: a cheap, honest baseline."""
+    encode = ColumnTransformer(
+        [
+            (
+                "categorical",
+                make_pipeline(
+                    SimpleImputer(strategy="constant", fill_value="unknown"),
+                    OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=20),
+                ),
+                list(BASELINE_CATEGORICAL),
+            ),
+            (
+                "numeric",
+                make_pipeline(SimpleImputer(strategy="median"), StandardScaler()),
+                list(BASELINE_NUMERIC),
+            ),
+        ]
+    )
+    pipeline = Pipeline(
+        [
+            ("features", _features_step()),
+            ("log_mmr", FunctionTransformer(_log_mmr)),
+            ("encode", encode),
+            ("model", _log_target(Ridge(alpha=3.0))),
+        ]
+    )
+    pipeline.fit(train, y_train.to_numpy())
+    return FittedModel("ridge_baseline", pipeline, {"alpha": 3.0, "min_frequency": 20})

@@ -1,0 +1,84 @@
+"""Time-based splits: train on earlier auctions, test on the period that follows.
+
+>>> import pandas as pd
+>>> frame = pd.DataFrame({"listed_at": pd.date_range("2015-01-01", periods=60, freq="D", tz="UTC")})
+>>> split = time_split(frame, train_until="2015-02-01", test_days=14, validation_share=0.2)
+>>> len(split.train), len(split.validation), len(split.test)
+(25, 6, 14)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+import pandas as pd
+
+
+class SplitError(ValueError):
+    """A split that would leave a part empty; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class TimeSplit:
+    train: pd.DataFrame
+    validation: pd.DataFrame
+    test: pd.DataFrame
+    train_until: pd.Timestamp
+    test_until: pd.Timestamp
+
+    def describe(self) -> dict[str, str | int]:
+        def span(frame: pd.DataFrame) -> str:
+            times = frame["listed_at"]
+            return f"{times.min():%Y-%m-%d} → {times.max():%Y-%m-%d}" if len(frame) else "-"
+
+        return {
+            "train_rows": len(self.train),
+            "validation_rows": len(self.validation),
+            "test_rows": len(self.test),
+            "train_span": span(self.train),
+            "validation_span": span(self.validation),
+            "test_span": span(self.test),
+        }
+
+
+def as_utc_timestamp(value: str | date | datetime | pd.Timestamp) -> pd.Timestamp:
+    stamp = pd.Timestamp(value)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def time_split(
+    frame: pd.DataFrame,
+    train_until: str | date | datetime | pd.Timestamp,
+    test_days: int = 30,
+    validation_share: float = 0.15,
+    min_rows: int = 5,
+) -> TimeSplit:
+    """Train and validation before ``train_until`` (validation = the latest share of that
+    period), test in ``[train_until, train_until + test_days)``."""
+    cut = as_utc_timestamp(train_until)
+    test_end = cut + timedelta(days=test_days)
+    times = frame["listed_at"]
+    before = frame.loc[times < cut].sort_values("listed_at", kind="stable")
+    test = frame.loc[(times >= cut) & (times < test_end)]
+    n_validation = max(round(len(before) * validation_share), 1)
+    train, validation = before.iloc[:-n_validation], before.iloc[-n_validation:]
+    for part, rows in (("train", train), ("validation", validation), ("test", test)):
+        if len(rows) < min_rows:
+            span = f"{times.min():%Y-%m-%d} to {times.max():%Y-%m-%d}" if len(frame) else "empty"
+            raise SplitError(
+                f"the {part} period has {len(rows)} rows (need {min_rows}); the data spans {span}, "
+                f"cut-off {cut:%Y-%m-%d}, test window {test_days} days. Move --train-until."
+            )
+    return TimeSplit(train, validation, test, cut, test_end)
+
+
+def auto_cutoff(frame: pd.DataFrame, test_share: float = 0.15) -> pd.Timestamp:
+    """The month start that leaves roughly the last ``test_share`` of rows for testing.
+
+    Falls back to the quantile day itself when the month start would leave no training rows.
+    """
+    times = frame["listed_at"]
+    quantile = times.quantile(1.0 - test_share)
+    month_start = quantile.normalize().replace(day=1)
+    return month_start if (times < month_start).mean() > 0.5 else quantile.normalize()

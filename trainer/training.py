@@ -1,0 +1,202 @@
+"""Fit, evaluate, log and register: the training run shared by `gavel train` and the trainer
+service.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import mlflow
+import pandas as pd
+from rich.progress import Progress, TaskID
+from xgboost.callback import TrainingCallback
+
+from gavel import registry
+from gavel.metrics import prefixed, price_metrics
+from gavel.schemas import LISTING_FIELDS
+from gavel.settings import Settings
+from producers.sources.frame import TARGET
+from trainer.pipeline import XGB_DEFAULTS, FittedModel, fit_baseline, fit_xgboost
+from trainer.policy import PromotionDecision, decide_promotion
+from trainer.split import TimeSplit
+
+log = logging.getLogger(__name__)
+
+REFERENCE_ROWS = 5000
+
+
+@dataclass
+class TrainingResult:
+    run_id: str
+    model_name: str
+    version: str
+    metrics: dict[str, float]
+    decision: PromotionDecision
+    champion_version: str | None
+    split: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def promoted(self) -> bool:
+        return self.decision.promote
+
+
+class _BoostingProgress(TrainingCallback):
+    def __init__(self, progress: Progress, task: TaskID) -> None:
+        self.progress, self.task = progress, task
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _BoostingProgress:
+        return self  # sklearn clones estimators; the progress display must stay shared
+
+    def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
+        self.progress.advance(self.task)
+        return False
+
+
+@contextmanager
+def _stage(progress: Progress | None, description: str, total: float = 1) -> Iterator[TaskID]:
+    task = progress.add_task(description, total=total) if progress else TaskID(0)
+    yield task
+    if progress:
+        progress.update(task, completed=total)
+
+
+def features_and_target(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
+    return frame.loc[:, list(LISTING_FIELDS)], frame[TARGET].astype(float)
+
+
+def fit_candidates(
+    split: TimeSplit, progress: Progress | None = None, xgb_params: dict[str, Any] | None = None
+) -> tuple[FittedModel, FittedModel]:
+    """The XGBoost model and the Ridge baseline, fitted on the split's training part."""
+    x_train, y_train = features_and_target(split.train)
+    x_validation, y_validation = features_and_target(split.validation)
+    with _stage(progress, "fitting Ridge baseline"):
+        baseline = fit_baseline(x_train, y_train)
+    rounds = int({**XGB_DEFAULTS, **(xgb_params or {})}["n_estimators"])
+    with _stage(progress, "fitting XGBoost (boosting rounds)", total=rounds) as task:
+        callbacks = [_BoostingProgress(progress, task)] if progress else None
+        main = fit_xgboost(x_train, y_train, x_validation, y_validation, xgb_params, callbacks)
+    return main, baseline
+
+
+def evaluate(fitted: FittedModel, frame: pd.DataFrame) -> tuple[dict[str, float], pd.Series]:
+    features, target = features_and_target(frame)
+    predictions = pd.Series(fitted.pipeline.predict(features), index=frame.index)
+    return price_metrics(target, predictions), predictions
+
+
+def mmr_metrics(frame: pd.DataFrame) -> dict[str, float]:
+    """The industry estimate's own error, on the rows that have one."""
+    with_mmr = frame.loc[frame["mmr"].notna()]
+    return price_metrics(with_mmr[TARGET], with_mmr["mmr"])
+
+
+def reference_sample(
+    frame: pd.DataFrame, predictions: pd.Series, rows: int = REFERENCE_ROWS, seed: int = 0
+) -> pd.DataFrame:
+    """Held-out listings with the model's predictions and the prices, for drift monitoring."""
+    reference = frame.loc[:, [*LISTING_FIELDS, TARGET]].assign(prediction=predictions)
+    if len(reference) > rows:
+        reference = reference.sample(rows, random_state=seed).sort_values("listed_at")
+    return reference.reset_index(drop=True)
+
+
+def champion_mape_on(
+    client: mlflow.MlflowClient, model_name: str, frame: pd.DataFrame
+) -> tuple[str | None, float | None]:
+    """The current champion's MAPE on ``frame`` (same rows as the challenger's)."""
+    current = registry.champion(client, model_name)
+    if current is None:
+        return None, None
+    try:
+        pipeline = registry.load_pipeline(current.uri)
+    except Exception as exc:  # a champion that no longer loads must not block a new one
+        log.warning("champion v%s could not be loaded (%s); treating as absent", current, exc)
+        return current.version, None
+    features, target = features_and_target(frame)
+    return current.version, price_metrics(target, pipeline.predict(features))["mape"]
+
+
+def train_and_register(
+    split: TimeSplit,
+    settings: Settings,
+    *,
+    source: str,
+    margin: float = 0.0,
+    run_tags: dict[str, str] | None = None,
+    xgb_params: dict[str, Any] | None = None,
+    progress: Progress | None = None,
+) -> TrainingResult:
+    """Train on ``split``, log everything to MLflow, register a version and gate promotion.
+
+    The challenger is compared with the current champion on the split's test rows.
+    """
+    client = registry.connect(settings)
+    mlflow.set_experiment(settings.experiment_name)
+    main, baseline = fit_candidates(split, progress, xgb_params)
+    with _stage(progress, "evaluating on the test period"):
+        test_metrics, test_predictions = evaluate(main, split.test)
+        validation_metrics, _ = evaluate(main, split.validation)
+        baseline_metrics, _ = evaluate(baseline, split.test)
+        with_mmr = split.test["mmr"].notna()
+        model_on_mmr_rows, _ = evaluate(main, split.test.loc[with_mmr])
+        metrics = {
+            **prefixed(test_metrics, "test"),
+            **prefixed(validation_metrics, "validation"),
+            **prefixed(baseline_metrics, "baseline"),
+            **prefixed(mmr_metrics(split.test), "test_mmr"),
+            "test_mape_on_mmr_rows": model_on_mmr_rows["mape"],
+        }
+        champion_version, champion_mape = champion_mape_on(client, settings.model_name, split.test)
+        if champion_mape is not None:
+            metrics["champion_test_mape"] = champion_mape
+    decision = decide_promotion(metrics["test_mape"], champion_mape, margin)
+    description = split.describe()
+    with (
+        _stage(progress, "logging to MLflow and registering"),
+        mlflow.start_run(run_name=f"train-until-{split.train_until:%Y-%m-%d}") as run,
+    ):
+        mlflow.set_tags({"source": source, "decision": decision.reason, **(run_tags or {})})
+        mlflow.log_params(
+            {
+                **{f"xgb_{k}": v for k, v in main.params.items()},
+                **{f"baseline_{k}": v for k, v in baseline.params.items()},
+                "train_until": f"{split.train_until:%Y-%m-%d}",
+                "test_until": f"{split.test_until:%Y-%m-%d}",
+                "promotion_margin": margin,
+                **{k: str(v) for k, v in description.items()},
+            }
+        )
+        mlflow.log_metrics(metrics)
+        registry.log_reference_sample(reference_sample(split.test, test_predictions))
+        example = features_and_target(split.test.head(5))[0]
+        version = registry.log_model_version(
+            main.pipeline,
+            example,
+            settings.model_name,
+            tags={
+                "test_mape": f"{metrics['test_mape']:.4f}",
+                "mmr_mape": f"{metrics['test_mmr_mape']:.4f}",
+                "train_until": f"{split.train_until:%Y-%m-%d}",
+                "source": source,
+            },
+        )
+        mlflow.set_tag("promoted", str(decision.promote).lower())
+    if decision.promote:
+        registry.promote(client, settings.model_name, str(version.version), decision.reason)
+        champion_version = str(version.version)
+    else:
+        registry.mark_rejected(client, settings.model_name, str(version.version), decision.reason)
+    return TrainingResult(
+        run_id=run.info.run_id,
+        model_name=settings.model_name,
+        version=str(version.version),
+        metrics=metrics,
+        decision=decision,
+        champion_version=champion_version,
+        split=description,
+    )
