@@ -11,10 +11,12 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.table import Table
 
 from gavel.settings import get_settings
 
 if TYPE_CHECKING:
+    from producers.replay import ReplayStats
     from producers.sources import SourceSpec
 
 console = Console(stderr=True)
@@ -178,6 +180,102 @@ def train(
             split, settings, source=spec.label, margin=margin, progress=progress
         )
     Console().print(training_table(result))
+
+
+@app.command()
+def replay(
+    source: SourceOpt = "synthetic",
+    rows: RowsOpt = 120_000,
+    seed: SeedOpt = 0,
+    start: StartOpt = "2015-01-01",
+    end: EndOpt = "2015-05-01",
+    scenario: ScenarioOpt = None,
+    from_: Annotated[
+        str | None, typer.Option("--from", help="Only auctions listed at or after this date.")
+    ] = None,
+    to: Annotated[str | None, typer.Option(help="Only auctions listed before this date.")] = None,
+    limit: Annotated[int | None, typer.Option(help="At most this many auctions.", min=1)] = None,
+    speedup: Annotated[
+        float | None,
+        typer.Option(help="Event-time seconds per wall second, e.g. 86400 = a day per second."),
+    ] = None,
+    rate: Annotated[float | None, typer.Option(help="Events per second.")] = None,
+    max_: Annotated[
+        bool, typer.Option("--max", help="As fast as possible (the default pace).")
+    ] = False,
+    sale_delay: Annotated[
+        str, typer.Option(help="Event time from listing to sale, e.g. 30m, 2h, 1d.")
+    ] = "2h",
+    sales: Annotated[bool, typer.Option(help="Also send sale outcomes to auctions.sold.")] = True,
+    corrupt_share: Annotated[
+        float,
+        typer.Option(help="Share of listings to send malformed, to exercise dead letters."),
+    ] = 0.0,
+    verbose: Verbose = False,
+) -> None:
+    """Replay auctions onto Kafka in event-time order: each listing to auctions.listed,
+    its sale to auctions.sold after --sale-delay, keyed by auction id.
+
+    Exits 1 if any send was not acknowledged by the broker.
+    """
+    setup_logging(verbose)
+    from producers.replay import ReplayOptions, replay_progress
+    from producers.replay import replay as run_replay
+    from producers.sources import SourceError, load_auctions
+    from producers.timeline import parse_duration, select
+
+    if max_ and (speedup or rate):
+        raise fail("--max cannot be combined with --speedup or --rate")
+    try:
+        options = ReplayOptions(
+            sale_delay=parse_duration(sale_delay),
+            rate=rate,
+            speedup=speedup,
+            with_sales=sales,
+            corrupt_share=corrupt_share,
+            seed=seed,
+        )
+        spec = source_spec(source, rows, seed, start, end, scenario)
+        with console.status(f"loading {spec.label}…"):
+            frame = select(load_auctions(spec), from_, to, limit)
+    except (SourceError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    settings = get_settings()
+    console.print(
+        f"replaying {len(frame):,} auctions from {spec.label} to {settings.kafka_bootstrap}"
+    )
+    with replay_progress(console) as progress:
+        stats = run_replay(frame, settings, options, progress)
+    Console().print(replay_summary(stats))
+    if stats.failed:
+        raise fail(f"{stats.failed} sends failed: {dict(stats.errors)}")
+
+
+def replay_summary(stats: ReplayStats) -> Table:
+    table = Table(title="replay summary", show_header=False)
+    table.add_row("listings sent", f"{stats.listings:,}")
+    table.add_row("  of which malformed on purpose", f"{sum(stats.corrupted.values()):,}")
+    table.add_row("sales sent", f"{stats.sales:,}")
+    table.add_row("acknowledged", f"{stats.acked:,}")
+    table.add_row("failed", f"[red]{stats.failed:,}[/]" if stats.failed else "0")
+    table.add_row("event time", f"{stats.first_event} → {stats.last_event}")
+    table.add_row("wall time", f"{stats.seconds:.1f}s ({stats.rate:,.0f} events/s)")
+    return table
+
+
+@app.command()
+def worker(
+    loglevel: Annotated[str, typer.Option(help="Faust log level.")] = "info",
+) -> None:
+    """Run the Faust scoring worker: price auctions.listed with the champion model, emit
+    prices.scored, dead-letter bad events, hot-swap new champions.
+
+    HTTP on GAVEL_WORKER_WEB_PORT: POST /predict, GET /health, GET /metrics.
+    Run up to one worker per partition of auctions.listed.
+    """
+    from stream_app.app import run_worker
+
+    run_worker(get_settings(), loglevel=loglevel)
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer
 from faust.types import EventT
 from faust.web import Request, Response, View
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import generate_latest
 from pydantic import ValidationError
 
 from gavel.schemas import DeadLetterReason, ModelAction, ModelUpdate
@@ -35,6 +35,7 @@ log = logging.getLogger("stream_app")
 
 SWAP_ACTIONS = {ModelAction.PROMOTED, ModelAction.ROLLED_BACK}
 LAG_INTERVAL_S = 5.0
+PROMETHEUS_TEXT = "text/plain; version=0.0.4"  # aiohttp adds the charset itself
 
 
 def _raw_topic(app: faust.App, name: str) -> faust.TopicT:
@@ -183,7 +184,8 @@ def create_app(settings: Settings) -> faust.App:
     @app.page("/metrics")
     class Metrics(View):
         async def get(self, request: Request) -> Response:
-            return self.bytes(generate_latest(metrics.registry), content_type=CONTENT_TYPE_LATEST)
+            exposition = generate_latest(metrics.registry).decode()
+            return self.text(exposition, content_type=PROMETHEUS_TEXT)
 
     @app.page("/predict")
     class Predict(View):
