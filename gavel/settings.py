@@ -59,14 +59,18 @@ class Settings(BaseSettings):
     monitor_metrics_port: int = 9108
     reports_dir: Path = Field(PROJECT_ROOT / "reports")
 
+    def _local_connections(self) -> dict[str, str]:
+        return {
+            "kafka_bootstrap": f"{self.host}:{self.kafka_port}",
+            "redis_url": f"redis://{self.host}:{self.redis_port}/0",
+            "mlflow_tracking_uri": f"http://{self.host}:{self.mlflow_port}",
+        }
+
     @model_validator(mode="after")
     def _derive_connections(self) -> Settings:
-        if not self.kafka_bootstrap:
-            self.kafka_bootstrap = f"{self.host}:{self.kafka_port}"
-        if not self.redis_url:
-            self.redis_url = f"redis://{self.host}:{self.redis_port}/0"
-        if not self.mlflow_tracking_uri:
-            self.mlflow_tracking_uri = f"http://{self.host}:{self.mlflow_port}"
+        for name, value in self._local_connections().items():
+            if not getattr(self, name):
+                setattr(self, name, value)
         return self
 
     @property
@@ -81,9 +85,20 @@ class Settings(BaseSettings):
         """The namespaced consumer-group (or Faust app) id of a service."""
         return f"{self.namespace}gavel-{service}"
 
+    def _explicit_values(self, mode: str = "python") -> dict[str, object]:
+        values = self.model_dump(mode=mode)
+        for name, local in self._local_connections().items():
+            if values[name] == local:
+                del values[name]  # derived from the ports: let it follow them
+        return values
+
+    def replace(self, **changes: object) -> Settings:
+        """A copy with ``changes``; connection URLs follow changed ports unless set explicitly."""
+        return Settings(**{**self._explicit_values(), **changes})
+
     def to_env(self) -> dict[str, str]:
         """These settings as GAVEL_* variables, to hand to a child process."""
-        values = self.model_dump(mode="json")
+        values = self._explicit_values(mode="json")
         return {f"GAVEL_{key.upper()}": str(value) for key, value in values.items()}
 
 

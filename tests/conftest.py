@@ -49,13 +49,11 @@ def isolated(stack: Settings, tmp_path: Path) -> Settings:
     from gavel.kafka import ensure_topics
 
     tag = uuid.uuid4().hex[:8]
-    settings = stack.model_copy(
-        update={
-            "namespace": f"test-{tag}.",
-            "model_name": f"gavel-test-{tag}",
-            "experiment_name": "gavel-tests",
-            "reports_dir": tmp_path / "reports",
-        }
+    settings = stack.replace(
+        namespace=f"test-{tag}.",
+        model_name=f"gavel-test-{tag}",
+        experiment_name="gavel-tests",
+        reports_dir=tmp_path / "reports",
     )
     ensure_topics(settings)
     return settings

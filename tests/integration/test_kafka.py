@@ -1,0 +1,45 @@
+"""Topics and a produce/consume round trip through the real broker."""
+
+from __future__ import annotations
+
+import pytest
+from confluent_kafka import Consumer, Producer
+
+from gavel.kafka import consumer_config, ensure_topics, producer_config
+from gavel.settings import Settings
+from gavel.topics import AUCTIONS_LISTED, TOPICS
+
+pytestmark = pytest.mark.integration
+
+
+def test_ensure_topics_creates_every_topic_with_configured_partitions(isolated: Settings) -> None:
+    partitions = ensure_topics(isolated)  # second call: idempotent
+    assert set(partitions) == {isolated.topic(spec.name) for spec in TOPICS}
+    for spec in TOPICS:
+        expected = isolated.topic_partitions if spec.keyed_data else 1
+        assert partitions[isolated.topic(spec.name)] == expected
+
+
+def test_produce_then_consume_keeps_keys_and_partitioning(isolated: Settings) -> None:
+    topic = isolated.topic(AUCTIONS_LISTED)
+    producer = Producer(producer_config(isolated))
+    sent = {f"auction-{i}".encode(): f'{{"n": {i}}}'.encode() for i in range(200)}
+    for key, value in sent.items():
+        producer.produce(topic, key=key, value=value)
+    assert producer.flush(30) == 0
+
+    consumer = Consumer(consumer_config(isolated, isolated.group("kafka-test")))
+    consumer.subscribe([topic])
+    received: dict[bytes, tuple[bytes, int]] = {}
+    try:
+        for _ in range(60):
+            for message in consumer.consume(500, timeout=1.0):
+                assert message.error() is None
+                received[message.key()] = (message.value(), message.partition())
+            if len(received) == len(sent):
+                break
+    finally:
+        consumer.close()
+    assert {key: value for key, (value, _) in received.items()} == sent
+    # One key always lands on one partition, and the keys spread over several.
+    assert len({partition for _, partition in received.values()}) > 1

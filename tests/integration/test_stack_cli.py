@@ -1,0 +1,55 @@
+"""`gavel stack` against the running stack, and its errors."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gavel.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+
+def gavel(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gavel.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+    )
+
+
+def test_status_reports_every_core_part_healthy(stack: Settings) -> None:
+    result = gavel("stack", "status", env=stack.to_env() | _path_env())
+    assert result.returncode == 0, result.stdout + result.stderr
+    for part in ("kafka", "redis", "mlflow"):
+        assert part in result.stdout
+    assert result.stdout.count("healthy") >= 3
+
+
+def test_up_twice_is_harmless(stack: Settings) -> None:
+    result = gavel("stack", "up", env=stack.to_env() | _path_env())
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("already running") == 3
+
+
+def test_a_taken_port_gets_a_clear_error(stack: Settings, tmp_path: Path) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        settings = stack.replace(stack_dir=tmp_path / "stack", redis_port=port)
+        result = gavel("stack", "up", "redis", env=settings.to_env() | _path_env())
+    assert result.returncode == 1
+    assert f"Port {port}" in result.stderr and "GAVEL_REDIS_PORT" in result.stderr
+
+
+def _path_env() -> dict[str, str]:
+    import os
+
+    return {key: os.environ[key] for key in ("PATH", "HOME") if key in os.environ}
