@@ -1,0 +1,117 @@
+"""Helpers for tests that run Gavel services as real processes against the real stack."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import orjson
+from confluent_kafka import Consumer, TopicPartition
+
+from gavel.kafka import consumer_config
+from gavel.settings import Settings
+from gavel.stack.process import ManagedProcess
+
+
+@dataclass(frozen=True)
+class Record:
+    key: str | None
+    value: bytes
+    partition: int
+    offset: int
+
+    def json(self) -> dict:
+        return orjson.loads(self.value)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def service(
+    name: str,
+    args: Sequence[str],
+    settings: Settings,
+    workdir: Path,
+    ready: Callable[[], bool] | None = None,
+    timeout_s: float = 90.0,
+) -> Iterator[ManagedProcess]:
+    """Run ``gavel <args>`` as a child process with ``settings``; stop it afterwards."""
+    process = ManagedProcess(name, workdir)
+    env = {**os.environ, **settings.to_env(), "PYTHONUNBUFFERED": "1"}
+    process.start([sys.executable, "-m", "gavel.cli", *args], env=env)
+    try:
+        if ready is not None:
+            deadline = time.monotonic() + timeout_s
+            while not ready():
+                if process.pid() is None:
+                    raise RuntimeError(f"{name} exited:\n{process.log_tail(40)}")
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{name} not ready in {timeout_s}s:\n{process.log_tail(40)}")
+                time.sleep(0.5)
+        yield process
+    finally:
+        process.stop()
+
+
+def http_ok(url: str) -> Callable[[], bool]:
+    def check() -> bool:
+        try:
+            return httpx.get(url, timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    return check
+
+
+def consume(
+    settings: Settings,
+    topic: str,
+    *,
+    until: Callable[[list[Record]], bool],
+    timeout_s: float = 60.0,
+) -> list[Record]:
+    """Every record of ``topic`` from the beginning, until ``until(records)`` or the timeout."""
+    consumer = Consumer(
+        consumer_config(settings, f"{settings.group('test-reader')}-{uuid.uuid4().hex[:6]}")
+    )
+    consumer.subscribe([settings.topic(topic)])
+    records: list[Record] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline and not until(records):
+            for message in consumer.consume(1000, timeout=0.5):
+                if message.error():
+                    continue
+                key = message.key().decode() if message.key() else None
+                records.append(Record(key, message.value(), message.partition(), message.offset()))
+    finally:
+        consumer.close()
+    return records
+
+
+def end_offsets(settings: Settings, topic: str) -> int:
+    """How many records ``topic`` holds (sum of high watermarks)."""
+    consumer = Consumer(consumer_config(settings, settings.group("test-watermarks")))
+    try:
+        metadata = consumer.list_topics(settings.topic(topic), timeout=10)
+        total = 0
+        for partition in metadata.topics[settings.topic(topic)].partitions:
+            _, high = consumer.get_watermark_offsets(
+                TopicPartition(settings.topic(topic), partition), timeout=10
+            )
+            total += high
+        return total
+    finally:
+        consumer.close()
