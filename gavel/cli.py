@@ -278,6 +278,26 @@ def worker(
     run_worker(get_settings(), loglevel=loglevel)
 
 
+@app.command()
+def demo(
+    keep_running: Annotated[
+        bool, typer.Option(help="Leave the stack running afterwards, to explore MLflow.")
+    ] = False,
+    rate: Annotated[float, typer.Option(help="Replay pace, events per second.")] = 1500.0,
+    verbose: Verbose = False,
+) -> None:
+    """The whole story on the local stack: stack → first model → streaming prices,
+    narrated, with a summary at the end. Stops what it started unless --keep-running."""
+    setup_logging(verbose)
+    from gavel.demo.runner import DemoPlan, run_demo
+    from gavel.stack.process import StackError
+
+    try:
+        run_demo(get_settings(), DemoPlan(rate=rate), console, keep_running)
+    except StackError as exc:
+        raise fail(str(exc)) from None
+
+
 def main() -> None:
     app()
 

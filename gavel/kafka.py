@@ -38,7 +38,7 @@ def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> dict[str, int]
         for name, future in admin.create_topics(missing, operation_timeout=timeout_s).items():
             try:
                 future.result(timeout=timeout_s)
-                log.info("created topic %s", name)
+                log.debug("created topic %s", name)
             except KafkaException as exc:
                 if "TOPIC_ALREADY_EXISTS" not in str(exc):
                     raise

@@ -110,6 +110,9 @@ class ScoredPrice(_Event):
     model_version: str
     listed_at: UtcDatetime
     scored_at: UtcDatetime
+    ingested_at: UtcDatetime | None = Field(
+        None, description="When the listing reached auctions.listed (its Kafka timestamp)."
+    )
     features: Listing
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import math
+from datetime import UTC, datetime
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -48,6 +49,10 @@ class BatchResult:
     dead_letters: list[Output] = field(default_factory=list)
     reasons: Counter[str] = field(default_factory=Counter)
     latencies_s: list[float] = field(default_factory=list)
+
+
+def _from_epoch(seconds: float | None) -> datetime | None:
+    return datetime.fromtimestamp(seconds, UTC) if seconds is not None else None
 
 
 def dead_letter(event: IncomingEvent, invalid: Invalid) -> Output:
@@ -120,6 +125,7 @@ def score_batch(events: Sequence[IncomingEvent], model: BatchModel) -> BatchResu
             model_version=model.version,
             listed_at=listing.listed_at,
             scored_at=scored_at,
+            ingested_at=_from_epoch(event.timestamp_s),
             features=listing,
         )
         result.scored.append(

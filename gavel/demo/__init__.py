@@ -1,0 +1,1 @@
+"""`gavel demo`: the product end to end on the local stack."""
