@@ -57,6 +57,8 @@ class Listing(_Event):
     Optional fields are ``None`` when unknown, never a placeholder.
     """
 
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True, allow_inf_nan=False)
+
     auction_id: str = Field(min_length=1, max_length=128)
     listed_at: UtcDatetime
     year: int = Field(ge=MIN_MODEL_YEAR)
@@ -92,6 +94,8 @@ LISTING_FIELDS: tuple[str, ...] = tuple(Listing.model_fields)
 
 class Sale(_Event):
     """The outcome of an auction (topic ``auctions.sold``, key ``auction_id``)."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True, allow_inf_nan=False)
 
     auction_id: str = Field(min_length=1, max_length=128)
     sold_at: UtcDatetime

@@ -13,15 +13,47 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
+class MonitorSettings(BaseModel):
+    """Drift monitoring (env ``GAVEL_MONITOR__<NAME>``).
+
+    Windows are tumbling. Feature and prediction drift use windows of scored listings,
+    performance uses windows of listings joined with their sale. A window closes when it
+    holds ``window_events`` events or, if ``window_days`` > 0, when an event from a later
+    event-time period arrives, whichever comes first.
+    """
+
+    window_events: int = Field(2000, ge=100)
+    performance_window_events: int = Field(1000, ge=50)
+    window_days: float = Field(0.0, ge=0, description="Event-time window length; 0 = off.")
+    max_window_rows: int = Field(5000, ge=100, description="Windows are sampled down to this.")
+    numeric_stattest: str = "wasserstein"
+    numeric_threshold: float = 0.1
+    categorical_stattest: str = "jensenshannon"
+    categorical_threshold: float = 0.1
+    drift_share: float = Field(0.25, gt=0, le=1, description="Share of drifted features to alert.")
+    prediction_threshold: float = 0.1
+    mape_tolerance: float = Field(0.25, gt=0, description="Alert when MAPE > ref x (1 + this).")
+    bias_tolerance: float = Field(0.04, gt=0, description="Alert when |bias - ref bias| > this.")
+    recovery_windows: int = Field(2, ge=1, description="Calm windows that end an episode.")
+    adwin_delta: float = 0.002
+    adwin_min_width: int = 500
+    join_ttl_hours: float = Field(72.0, gt=0, description="Event time a listing waits for a sale.")
+    join_max_pending: int = Field(200_000, ge=1000)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="GAVEL_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_prefix="GAVEL_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        env_nested_delimiter="__",
+        extra="ignore",
     )
 
     # Local stack
@@ -58,6 +90,7 @@ class Settings(BaseSettings):
     worker_poll_alias_s: float = Field(30.0, gt=0)
     monitor_metrics_port: int = 9108
     reports_dir: Path = Field(PROJECT_ROOT / "reports")
+    monitor: MonitorSettings = Field(default_factory=MonitorSettings)
 
     def _local_connections(self) -> dict[str, str]:
         return {
@@ -98,8 +131,13 @@ class Settings(BaseSettings):
 
     def to_env(self) -> dict[str, str]:
         """These settings as GAVEL_* variables, to hand to a child process."""
-        values = self._explicit_values(mode="json")
-        return {f"GAVEL_{key.upper()}": str(value) for key, value in values.items()}
+        env: dict[str, str] = {}
+        for key, value in self._explicit_values(mode="json").items():
+            if isinstance(value, dict):
+                env |= {f"GAVEL_{key.upper()}__{k.upper()}": str(v) for k, v in value.items()}
+            else:
+                env[f"GAVEL_{key.upper()}"] = str(value)
+        return env
 
 
 @lru_cache(maxsize=1)

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from gavel.schemas import LISTING_FIELDS
+from gavel.times import as_utc_timestamp
 from producers.sources.frame import TARGET
 
 LISTING, SALE = 0, 1
@@ -61,9 +62,9 @@ def select(
     times = frame["listed_at"]
     keep = pd.Series(True, index=frame.index)
     if start is not None:
-        keep &= times >= pd.Timestamp(start, tz="UTC")
+        keep &= times >= as_utc_timestamp(start)
     if end is not None:
-        keep &= times < pd.Timestamp(end, tz="UTC")
+        keep &= times < as_utc_timestamp(end)
     chosen = frame.loc[keep]
     return chosen.head(limit) if limit is not None else chosen
 

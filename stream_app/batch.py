@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import logging
 import math
-from datetime import UTC, datetime
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Protocol
 
 import numpy as np
@@ -78,9 +78,9 @@ def predict_isolating_failures(
     if not listings:
         return []
     try:
-        prices = model.predict(listings)
-        if len(prices) == len(listings) and np.isfinite(prices).all():
-            return [float(price) for price in prices]
+        prices = np.asarray(model.predict(listings), dtype=float)
+        if len(prices) == len(listings) and np.isfinite(prices).all() and (prices > 0).all():
+            return prices.tolist()
     except Exception as exc:
         log.warning("batch of %d failed to score (%s); isolating rows", len(listings), exc)
     results: list[float | Invalid] = []

@@ -14,6 +14,8 @@ from datetime import date, datetime, timedelta
 
 import pandas as pd
 
+from gavel.times import as_utc_timestamp
+
 
 class SplitError(ValueError):
     """A split that would leave a part empty; the message says which and why."""
@@ -40,11 +42,6 @@ class TimeSplit:
             "validation_span": span(self.validation),
             "test_span": span(self.test),
         }
-
-
-def as_utc_timestamp(value: str | date | datetime | pd.Timestamp) -> pd.Timestamp:
-    stamp = pd.Timestamp(value)
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
 def time_split(

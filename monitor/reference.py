@@ -1,0 +1,99 @@
+"""Reference statistics of a model version, computed once and cached.
+
+The reference is the held-out sample logged with the model (features, prediction and
+sale price). Its Evidently dataset, MAPE and bias are built on first use of a version
+and reused for every window until the champion changes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pandas as pd
+from evidently import Dataset
+
+from gavel import registry
+from gavel.metrics import bias, mape
+from gavel.settings import Settings
+from monitor.drift import PREDICTION, TARGET, as_dataset, monitored_frame
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Reference:
+    model_name: str
+    version: str
+    frame: pd.DataFrame = field(repr=False)
+    dataset: Dataset = field(repr=False)  # the Evidently side, built once
+    mape: float
+    bias: float
+
+    @property
+    def rows(self) -> int:
+        return len(self.frame)
+
+
+def build_reference(model_name: str, version: str, sample: pd.DataFrame, rows: int) -> Reference:
+    if len(sample) > rows:
+        sample = sample.sample(rows, random_state=0)
+    frame = monitored_frame(sample)
+    return Reference(
+        model_name=model_name,
+        version=version,
+        frame=frame,
+        dataset=as_dataset(frame.drop(columns=[TARGET])),
+        mape=mape(frame[TARGET], frame[PREDICTION]),
+        bias=bias(frame[TARGET], frame[PREDICTION]),
+    )
+
+
+class ReferenceCache:
+    """References by model version, loaded from the registry on first use."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        load_sample: Callable[[str], pd.DataFrame] | None = None,
+        capacity: int = 4,
+    ) -> None:
+        self.model_name = settings.model_name
+        self.rows = settings.monitor.max_window_rows
+        self.capacity = capacity
+        self._client = None if load_sample else registry.connect(settings)
+        self._load_sample = load_sample or self._sample_from_registry
+        self._cache: OrderedDict[str, Reference] = OrderedDict()
+        self.loads = 0
+
+    def _sample_from_registry(self, version: str) -> pd.DataFrame:
+        assert self._client is not None
+        info = registry.version_info(self._client, self.model_name, version)
+        return registry.load_reference_sample(self._client, info.run_id)
+
+    def champion_version(self) -> str | None:
+        if self._client is None:
+            return None
+        current = registry.champion(self._client, self.model_name)
+        return current.version if current else None
+
+    def get(self, version: str) -> Reference:
+        if version in self._cache:
+            self._cache.move_to_end(version)
+            return self._cache[version]
+        reference = build_reference(self.model_name, version, self._load_sample(version), self.rows)
+        self.loads += 1
+        log.info(
+            "reference for %s v%s: %d rows, MAPE %.1f%%, bias %+.1f%%",
+            self.model_name,
+            version,
+            reference.rows,
+            100 * reference.mape,
+            100 * reference.bias,
+        )
+        self._cache[version] = reference
+        while len(self._cache) > self.capacity:
+            self._cache.popitem(last=False)
+        return reference
