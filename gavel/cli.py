@@ -279,6 +279,21 @@ def worker(
 
 
 @app.command()
+def monitor(verbose: Verbose = False) -> None:
+    """Run the drift monitor: windowed feature, prediction and performance drift against
+    the champion's reference, Prometheus metrics on GAVEL_MONITOR_METRICS_PORT, alerts to
+    drift.alerts and an Evidently HTML report per alert under reports/.
+
+    Tune it with GAVEL_MONITOR__* variables (e.g. GAVEL_MONITOR__WINDOW_EVENTS=2000).
+    Run one monitor per namespace.
+    """
+    setup_logging(verbose)
+    from monitor.service import run_monitor
+
+    run_monitor(get_settings())
+
+
+@app.command()
 def demo(
     keep_running: Annotated[
         bool, typer.Option(help="Leave the stack running afterwards, to explore MLflow.")

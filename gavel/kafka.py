@@ -50,9 +50,14 @@ def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> dict[str, int]
 
 
 def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
-    """An idempotent producer: retries cannot duplicate or reorder within a partition."""
+    """An idempotent producer: retries cannot duplicate or reorder within a partition.
+
+    It hashes keys like the Java client and aiokafka (murmur2), so an auction id lands
+    on the same partition number in every topic, whichever service wrote it.
+    """
     config: dict[str, Any] = {
         "bootstrap.servers": settings.kafka_bootstrap,
+        "partitioner": "murmur2_random",
         "enable.idempotence": True,
         "acks": "all",
         "linger.ms": 5,

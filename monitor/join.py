@@ -1,8 +1,12 @@
 """Joining predictions with sale outcomes by auction id, in bounded state.
 
-A prediction waits for its sale at most ``ttl`` of event time (listings that never
-sell expire) and the state never holds more than ``max_pending`` entries per side:
-the oldest are dropped first. A sale that arrives before its prediction waits too.
+A prediction waits for its sale until the *sales* stream has moved ``ttl`` past its
+listing time (listings that never sell expire); a sale that arrives first waits until
+the *predictions* stream has moved ``ttl`` past its sale time. A stream's progress is
+its watermark: the slowest of its partitions' latest event times, known once every
+partition has been seen (``partitions`` gives both streams' counts). So one topic, or
+one partition, running ahead of the others (a lagging worker) loses nothing. Neither
+side ever holds more than ``max_pending`` entries: the oldest go first.
 
 >>> from datetime import datetime, timedelta, UTC
 >>> join = PredictionJoin(ttl=timedelta(hours=1), max_pending=10)
@@ -39,12 +43,16 @@ class JoinCounters:
 
 
 class PredictionJoin:
-    def __init__(self, ttl: timedelta, max_pending: int) -> None:
+    def __init__(
+        self, ttl: timedelta, max_pending: int, partitions: tuple[int, int] = (1, 1)
+    ) -> None:
         self.ttl = ttl
+        self.prediction_partitions, self.sale_partitions = partitions
         self.max_pending = max_pending
         self._predictions: OrderedDict[str, tuple[datetime, dict[str, Any]]] = OrderedDict()
         self._sales: OrderedDict[str, tuple[datetime, float]] = OrderedDict()
-        self._watermark: datetime | None = None
+        self._prediction_progress: dict[int, datetime] = {}  # partition -> latest listed_at
+        self._sale_progress: dict[int, datetime] = {}  # partition -> latest sold_at
         self.counters = JoinCounters()
 
     @property
@@ -57,9 +65,13 @@ class PredictionJoin:
         return len(self._sales)
 
     def add_prediction(
-        self, auction_id: str, listed_at: datetime, prediction: dict[str, Any]
+        self, auction_id: str, listed_at: datetime, prediction: dict[str, Any], partition: int = 0
     ) -> Joined | None:
-        self._advance(listed_at)
+        watermark = _advance(
+            self._prediction_progress, partition, listed_at, self.prediction_partitions
+        )
+        if watermark is not None:
+            self._expire(self._sales, watermark - self.ttl, "expired_sales")
         sale = self._sales.pop(auction_id, None)
         if sale is not None:
             return self._joined(auction_id, prediction, sale[1], sale[0])
@@ -69,8 +81,12 @@ class PredictionJoin:
         self._bound(self._predictions)
         return None
 
-    def add_sale(self, auction_id: str, sold_at: datetime, actual: float) -> Joined | None:
-        self._advance(sold_at)
+    def add_sale(
+        self, auction_id: str, sold_at: datetime, actual: float, partition: int = 0
+    ) -> Joined | None:
+        watermark = _advance(self._sale_progress, partition, sold_at, self.sale_partitions)
+        if watermark is not None:
+            self._expire(self._predictions, watermark - self.ttl, "expired_predictions")
         pending = self._predictions.pop(auction_id, None)
         if pending is not None:
             return self._joined(auction_id, pending[1], actual, sold_at)
@@ -84,27 +100,27 @@ class PredictionJoin:
         self.counters.joined += 1
         return Joined(auction_id, prediction, actual, sold_at)
 
-    def _advance(self, event_time: datetime) -> None:
-        if self._watermark is not None and event_time <= self._watermark:
-            return
-        self._watermark = event_time
-        horizon = event_time - self.ttl
-        # Entries are kept in arrival order, which is close to event order: stop at the
-        # first one still inside the TTL.
-        while self._predictions:
-            auction_id, (listed_at, _) = next(iter(self._predictions.items()))
-            if listed_at >= horizon:
+    def _expire(self, state: OrderedDict[str, Any], horizon: datetime, counter: str) -> None:
+        # Arrival order is close to event order: stop at the first entry inside the horizon.
+        while state:
+            auction_id, (event_time, _) = next(iter(state.items()))
+            if event_time >= horizon:
                 break
-            del self._predictions[auction_id]
-            self.counters.expired_predictions += 1
-        while self._sales:
-            auction_id, (sold_at, _) = next(iter(self._sales.items()))
-            if sold_at >= horizon:
-                break
-            del self._sales[auction_id]
-            self.counters.expired_sales += 1
+            del state[auction_id]
+            setattr(self.counters, counter, getattr(self.counters, counter) + 1)
 
     def _bound(self, state: OrderedDict[str, Any]) -> None:
         while len(state) > self.max_pending:
             state.popitem(last=False)
             self.counters.evicted += 1
+
+
+def _advance(
+    progress: dict[int, datetime], partition: int, event_time: datetime, partitions: int
+) -> datetime | None:
+    """Record a partition's progress; returns the stream's watermark when it may have moved."""
+    latest = progress.get(partition)
+    if latest is not None and event_time <= latest:
+        return None
+    progress[partition] = event_time
+    return min(progress.values()) if len(progress) >= partitions else None

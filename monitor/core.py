@@ -1,0 +1,318 @@
+"""The monitor's event handling: windows, the prediction/sale join, drift and performance
+checks, and alerts with hysteresis. No Kafka here: :mod:`monitor.service` feeds it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter, deque
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import pandas as pd
+
+from gavel.metrics import price_metrics
+from gavel.schemas import DriftAlert, DriftKind, FeatureDrift, Severity
+from gavel.settings import Settings
+from monitor.alerting import EpisodeGate
+from monitor.drift import PREDICTION, TARGET, DriftDetector, DriftResult, monitored_frame
+from monitor.join import Joined, PredictionJoin
+from monitor.metrics import MonitorMetrics
+from monitor.performance import Breach, PerformanceCheck, StreamingBiasDetector
+from monitor.reference import Reference
+from monitor.reports import ReportWriter
+from monitor.windows import TumblingWindows, Window
+
+log = logging.getLogger(__name__)
+
+
+def _time(value: str) -> datetime:
+    return datetime.fromisoformat(value)
+
+
+def scored_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    raw = pd.DataFrame.from_records([row["features"] for row in rows])
+    raw[PREDICTION] = [row["predicted_price"] for row in rows]
+    return monitored_frame(raw)
+
+
+def labelled_frame(rows: list[Joined]) -> pd.DataFrame:
+    frame = scored_frame([row.prediction for row in rows])
+    frame[TARGET] = [row.actual for row in rows]
+    return frame
+
+
+class Monitor:
+    """Feed it scored prices, sales and champion changes; it returns the alerts to publish."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        load_reference: Callable[[str], Reference],
+        metrics: MonitorMetrics | None = None,
+        reports: ReportWriter | None = None,
+        partitions: tuple[int, int] = (1, 1),
+    ) -> None:
+        self.config = settings.monitor
+        self.model_name = settings.model_name
+        self.load_reference = load_reference
+        self.metrics = metrics or MonitorMetrics()
+        self.reports = reports or ReportWriter(settings.reports_dir)
+        period = timedelta(days=self.config.window_days) if self.config.window_days else None
+        self.period = period
+        self.join = PredictionJoin(
+            timedelta(hours=self.config.join_ttl_hours), self.config.join_max_pending, partitions
+        )
+        self.detector = DriftDetector(self.config)
+        self.gates = {kind: EpisodeGate(self.config.recovery_windows) for kind in DriftKind}
+        self.reference: Reference | None = None
+        self.counts: Counter[str] = Counter()
+        self.history: list[dict[str, Any]] = []  # one row per evaluated window, for plots
+        self._reset_windows()
+
+    # -- champion changes -------------------------------------------------------------
+
+    def use_version(self, version: str) -> None:
+        """Switch the reference (cached per version) and start new episodes."""
+        if self.reference is not None and self.reference.version == version:
+            return
+        self.reference = self.load_reference(version)
+        self._reset_windows()
+        for gate in self.gates.values():
+            gate.reset()
+        for kind in DriftKind:
+            self.metrics.alert_active.labels(kind=kind.value).set(0)
+        self.metrics.model_info.info({"model_name": self.model_name, "version": version})
+        if version.isdigit():
+            self.metrics.model_version.set(int(version))
+        self.metrics.reference_mape.set(self.reference.mape)
+        log.info("monitoring against %s v%s", self.model_name, version)
+
+    def _reset_windows(self) -> None:
+        self.scored_windows: TumblingWindows[dict[str, Any]] = TumblingWindows(
+            self.config.window_events, self.period
+        )
+        self.labelled_windows: TumblingWindows[Joined] = TumblingWindows(
+            self.config.performance_window_events, self.period
+        )
+        self.recent_labelled: deque[Joined] = deque(maxlen=self.config.performance_window_events)
+        self.bias_detector: StreamingBiasDetector | None = None
+        if self.reference is not None:
+            self.bias_detector = StreamingBiasDetector(
+                self._performance_check(), self.config.adwin_delta, self.config.adwin_min_width
+            )
+
+    def _performance_check(self) -> PerformanceCheck:
+        assert self.reference is not None
+        return PerformanceCheck(
+            reference_mape=self.reference.mape,
+            reference_bias=self.reference.bias,
+            mape_tolerance=self.config.mape_tolerance,
+            bias_tolerance=self.config.bias_tolerance,
+        )
+
+    # -- events -----------------------------------------------------------------------
+
+    def on_scored(self, payload: dict[str, Any], partition: int = 0) -> list[DriftAlert]:
+        self.metrics.events.labels(source="prices.scored").inc()
+        if self.reference is None:
+            self.use_version(str(payload["model_version"]))
+        assert self.reference is not None
+        listed_at = _time(payload["listed_at"])
+        alerts: list[DriftAlert] = []
+        joined = self.join.add_prediction(payload["auction_id"], listed_at, payload, partition)
+        if joined is not None:
+            alerts += self._on_joined(joined)
+        if str(payload["model_version"]) != self.reference.version:
+            self.counts["other_version"] += 1
+        else:
+            closed = self.scored_windows.add(listed_at, payload)
+            if closed is not None:
+                alerts += self._evaluate_drift(closed)
+        self.metrics.join_backlog.set(self.join.backlog)
+        return alerts
+
+    def on_sale(self, payload: dict[str, Any], partition: int = 0) -> list[DriftAlert]:
+        self.metrics.events.labels(source="auctions.sold").inc()
+        joined = self.join.add_sale(
+            payload["auction_id"],
+            _time(payload["sold_at"]),
+            float(payload["sellingprice"]),
+            partition,
+        )
+        self.metrics.join_backlog.set(self.join.backlog)
+        return self._on_joined(joined) if joined is not None else []
+
+    def _on_joined(self, joined: Joined) -> list[DriftAlert]:
+        if self.reference is None or str(joined.prediction["model_version"]) != (
+            self.reference.version
+        ):
+            self.counts["joined_other_version"] += 1
+            return []
+        alerts: list[DriftAlert] = []
+        self.recent_labelled.append(joined)
+        predicted = float(joined.prediction["predicted_price"])
+        if self.bias_detector is not None and joined.actual > 0:
+            breach = self.bias_detector.update((predicted - joined.actual) / joined.actual)
+            self.metrics.streaming_bias.set(self.bias_detector.estimation)
+            if breach is not None and self.gates[DriftKind.PERFORMANCE].breach():
+                alerts.append(self._streaming_performance_alert(breach))
+        closed = self.labelled_windows.add(joined.sold_at, joined)
+        if closed is not None:
+            alerts += self._evaluate_performance(closed)
+        return alerts
+
+    # -- window checks ----------------------------------------------------------------
+
+    def _evaluate_drift(self, window: Window[dict[str, Any]]) -> list[DriftAlert]:
+        assert self.reference is not None
+        try:
+            result = self.detector.run(self.reference.dataset, scored_frame(window.rows))
+        except Exception:  # one bad window must not stop monitoring
+            log.exception("drift check failed for a window of %d events", len(window))
+            return []
+        self.metrics.windows.labels(kind="drift").inc()
+        self._export_drift(result)
+        self.history.append(
+            {
+                "kind": "drift",
+                "window_end": window.end,
+                "share_drifted": result.share_drifted,
+                **{f"drift_{f.feature}": f.score for f in result.features},
+                "prediction_drift": result.prediction.score if result.prediction else None,
+            }
+        )
+        alerts: list[DriftAlert] = []
+        share = result.share_drifted
+        if share >= self.config.drift_share:
+            if self._gate(DriftKind.DATA, breached=True):
+                severity = (
+                    Severity.CRITICAL if share >= 2 * self.config.drift_share else Severity.WARNING
+                )
+                alerts.append(self._drift_alert(DriftKind.DATA, severity, window, result))
+        else:
+            self._gate(DriftKind.DATA, breached=False)
+        prediction = result.prediction
+        if prediction is not None and prediction.drifted:
+            if self._gate(DriftKind.PREDICTION, breached=True):
+                alerts.append(
+                    self._drift_alert(DriftKind.PREDICTION, Severity.WARNING, window, result)
+                )
+        else:
+            self._gate(DriftKind.PREDICTION, breached=False)
+        return alerts
+
+    def _evaluate_performance(self, window: Window[Joined]) -> list[DriftAlert]:
+        frame = labelled_frame(window.rows)
+        metrics = price_metrics(frame[TARGET], frame[PREDICTION])
+        self.metrics.windows.labels(kind="performance").inc()
+        self.metrics.window_mape.set(metrics["mape"])
+        self.metrics.window_mae.set(metrics["mae"])
+        self.metrics.window_bias.set(metrics["bias"])
+        self.history.append(
+            {
+                "kind": "performance",
+                "window_end": window.end,
+                "mape": metrics["mape"],
+                "bias": metrics["bias"],
+                "mae": metrics["mae"],
+                "rows": len(window),
+            }
+        )
+        check = self._performance_check()
+        breach = check.breach(metrics["mape"], metrics["bias"])
+        if breach is None:
+            if check.calm(metrics["mape"], metrics["bias"]):
+                self._gate(DriftKind.PERFORMANCE, breached=False)
+            return []
+        if not self._gate(DriftKind.PERFORMANCE, breached=True):
+            return []
+        return [self._performance_alert(breach, window, frame, metrics)]
+
+    def _gate(self, kind: DriftKind, breached: bool) -> bool:
+        gate = self.gates[kind]
+        if breached:
+            fired = gate.breach()
+        else:
+            if gate.calm():
+                log.info("%s drift episode over", kind.value)
+            fired = False
+        self.metrics.alert_active.labels(kind=kind.value).set(1 if gate.active else 0)
+        return fired
+
+    # -- alerts -----------------------------------------------------------------------
+
+    def _base_alert(self, kind: DriftKind, severity: Severity, window: Window[Any]) -> DriftAlert:
+        assert self.reference is not None and window.start and window.end
+        return DriftAlert(
+            kind=kind,
+            severity=severity,
+            window_start=window.start,
+            window_end=window.end,
+            window_size=len(window),
+            model_name=self.model_name,
+            model_version=self.reference.version,
+            reference_mape=self.reference.mape,
+        )
+
+    def _drift_alert(
+        self, kind: DriftKind, severity: Severity, window: Window[Any], result: DriftResult
+    ) -> DriftAlert:
+        alert = self._base_alert(kind, severity, window)
+        drifted: list[FeatureDrift] = (
+            result.drifted if kind is DriftKind.DATA else [result.prediction]  # type: ignore[list-item]
+        )
+        alert.drifted_features = drifted
+        alert.share_drifted = result.share_drifted
+        if result.snapshot is not None:
+            path = self.reports.path_for(kind, alert.alert_id, alert.detected_at)
+            saved = self.reports.save_snapshot(result.snapshot, path)
+            alert.report_path = str(saved) if saved else None
+        return self._published(alert)
+
+    def _performance_alert(
+        self, breach: Breach, window: Window[Joined], frame: pd.DataFrame, metrics: dict
+    ) -> DriftAlert:
+        assert self.reference is not None
+        alert = self._base_alert(DriftKind.PERFORMANCE, breach.severity, window)
+        alert.mape = metrics["mape"]
+        path = self.reports.path_for(alert.kind, alert.alert_id, alert.detected_at)
+        saved = self.reports.performance(frame, self.reference.frame, path)
+        alert.report_path = str(saved) if saved else None
+        return self._published(alert, breach.reason)
+
+    def _streaming_performance_alert(self, breach: Breach) -> DriftAlert:
+        rows = list(self.recent_labelled)
+        window: Window[Joined] = Window()
+        for row in rows:
+            window.add(row.sold_at, row)
+        frame = labelled_frame(rows)
+        metrics = price_metrics(frame[TARGET], frame[PREDICTION])
+        alert = self._performance_alert(breach, window, frame, metrics)
+        alert.detector = "adwin"
+        return alert
+
+    def _published(self, alert: DriftAlert, reason: str | None = None) -> DriftAlert:
+        self.metrics.alerts.labels(kind=alert.kind.value).inc()
+        self.counts[f"alert_{alert.kind.value}"] += 1
+        features = ", ".join(f"{f.feature} {f.score:.3f}" for f in alert.drifted_features)
+        log.warning(
+            "%s drift alert (%s, %s) for v%s: %s",
+            alert.kind.value,
+            alert.severity.value,
+            alert.detector,
+            alert.model_version,
+            reason or features,
+        )
+        return alert
+
+    def _export_drift(self, result: DriftResult) -> None:
+        for feature in result.features:
+            self.metrics.feature_drift.labels(
+                feature=feature.feature, stattest=feature.stattest
+            ).set(feature.score)
+            self.metrics.feature_drifted.labels(feature=feature.feature).set(int(feature.drifted))
+        self.metrics.share_drifted.set(result.share_drifted)
+        if result.prediction is not None:
+            self.metrics.prediction_drift.set(result.prediction.score)

@@ -1,0 +1,86 @@
+"""Prometheus metrics of the monitor (the Grafana drift panels read these)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Info
+
+from gavel.schemas import DriftKind
+from monitor.drift import MONITORED
+
+SOURCES = ("prices.scored", "auctions.sold")
+
+
+class MonitorMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.feature_drift = Gauge(
+            "gavel_monitor_feature_drift_score",
+            "Drift score of each monitored feature in the last window.",
+            ["feature", "stattest"],
+            registry=r,
+        )
+        self.feature_drifted = Gauge(
+            "gavel_monitor_feature_drifted",
+            "1 when the feature drifted in the last window.",
+            ["feature"],
+            registry=r,
+        )
+        self.share_drifted = Gauge(
+            "gavel_monitor_share_drifted", "Share of drifted features, last window.", registry=r
+        )
+        self.prediction_drift = Gauge(
+            "gavel_monitor_prediction_drift_score",
+            "Drift score of the predicted prices, last window.",
+            registry=r,
+        )
+        self.window_mape = Gauge(
+            "gavel_monitor_window_mape", "MAPE of the last labelled window.", registry=r
+        )
+        self.window_mae = Gauge(
+            "gavel_monitor_window_mae", "MAE (dollars) of the last labelled window.", registry=r
+        )
+        self.window_bias = Gauge(
+            "gavel_monitor_window_bias", "Mean relative error of the last window.", registry=r
+        )
+        self.reference_mape = Gauge(
+            "gavel_monitor_reference_mape", "MAPE of the champion's reference sample.", registry=r
+        )
+        self.streaming_bias = Gauge(
+            "gavel_monitor_streaming_bias",
+            "ADWIN estimate of the mean relative error over recent sales.",
+            registry=r,
+        )
+        self.alerts = Counter(
+            "gavel_monitor_alerts", "Drift alerts published, by kind.", ["kind"], registry=r
+        )
+        self.alert_active = Gauge(
+            "gavel_monitor_alert_active",
+            "1 while a drift episode of this kind is open.",
+            ["kind"],
+            registry=r,
+        )
+        self.events = Counter(
+            "gavel_monitor_events_processed",
+            "Events read, by source topic.",
+            ["source"],
+            registry=r,
+        )
+        self.join_backlog = Gauge(
+            "gavel_monitor_join_backlog", "Predictions waiting for their sale.", registry=r
+        )
+        self.windows = Counter(
+            "gavel_monitor_windows", "Windows evaluated, by kind.", ["kind"], registry=r
+        )
+        self.model_info = Info("gavel_monitor_model", "The reference model version.", registry=r)
+        self.model_version = Gauge(
+            "gavel_monitor_model_version", "Numeric reference model version.", registry=r
+        )
+        # Create every labelled series up front, so dashboards have data before the first alert.
+        for kind in DriftKind:
+            self.alerts.labels(kind=kind.value)
+            self.alert_active.labels(kind=kind.value).set(0)
+        for source in SOURCES:
+            self.events.labels(source=source)
+        for feature in MONITORED:
+            self.feature_drifted.labels(feature=feature).set(0)
