@@ -19,6 +19,7 @@ from monitor.alerting import EpisodeGate
 from monitor.drift import PREDICTION, TARGET, DriftDetector, DriftResult, monitored_frame
 from monitor.join import Joined, PredictionJoin
 from monitor.metrics import MonitorMetrics
+from monitor.ordering import EventTimeBuffer
 from monitor.performance import Breach, PerformanceCheck, StreamingBiasDetector
 from monitor.reference import Reference
 from monitor.reports import ReportWriter
@@ -66,6 +67,11 @@ class Monitor:
         )
         self.detector = DriftDetector(self.config)
         self.gates = {kind: EpisodeGate(self.config.recovery_windows) for kind in DriftKind}
+        # Partitions interleave out of event-time order; windows read these buffers in order.
+        self.scored_buffer: EventTimeBuffer[dict[str, Any]] = EventTimeBuffer(
+            self.config.join_max_pending
+        )
+        self.joined_buffer: EventTimeBuffer[Joined] = EventTimeBuffer(self.config.join_max_pending)
         self.reference: Reference | None = None
         self.counts: Counter[str] = Counter()
         self.history: list[dict[str, Any]] = []  # one row per evaluated window, for plots
@@ -118,20 +124,13 @@ class Monitor:
         self.metrics.events.labels(source="prices.scored").inc()
         if self.reference is None:
             self.use_version(str(payload["model_version"]))
-        assert self.reference is not None
         listed_at = _time(payload["listed_at"])
-        alerts: list[DriftAlert] = []
-        joined = self.join.add_prediction(payload["auction_id"], listed_at, payload, partition)
-        if joined is not None:
-            alerts += self._on_joined(joined)
-        if str(payload["model_version"]) != self.reference.version:
-            self.counts["other_version"] += 1
-        else:
-            closed = self.scored_windows.add(listed_at, payload)
-            if closed is not None:
-                alerts += self._evaluate_drift(closed)
-        self.metrics.join_backlog.set(self.join.backlog)
-        return alerts
+        alerts = self._buffer_joined(
+            self.join.add_prediction(payload["auction_id"], listed_at, payload, partition)
+        )
+        for _, early in self.scored_buffer.push(listed_at, payload):
+            alerts += self._window_scored(early)
+        return alerts + self._release()
 
     def on_sale(self, payload: dict[str, Any], partition: int = 0) -> list[DriftAlert]:
         self.metrics.events.labels(source="auctions.sold").inc()
@@ -141,8 +140,33 @@ class Monitor:
             float(payload["sellingprice"]),
             partition,
         )
+        return self._buffer_joined(joined) + self._release()
+
+    def _buffer_joined(self, joined: Joined | None) -> list[DriftAlert]:
+        if joined is None:
+            return []
+        alerts: list[DriftAlert] = []
+        for _, early in self.joined_buffer.push(joined.sold_at, joined):
+            alerts += self._on_joined(early)
+        return alerts
+
+    def _release(self) -> list[DriftAlert]:
+        """Feed the windows, in event-time order, whatever the watermarks have passed."""
+        alerts: list[DriftAlert] = []
+        for _, payload in self.scored_buffer.release(self.join.prediction_watermark.value):
+            alerts += self._window_scored(payload)
+        for _, joined in self.joined_buffer.release(self.join.complete_until):
+            alerts += self._on_joined(joined)
         self.metrics.join_backlog.set(self.join.backlog)
-        return self._on_joined(joined) if joined is not None else []
+        return alerts
+
+    def _window_scored(self, payload: dict[str, Any]) -> list[DriftAlert]:
+        assert self.reference is not None
+        if str(payload["model_version"]) != self.reference.version:
+            self.counts["other_version"] += 1
+            return []
+        closed = self.scored_windows.add(_time(payload["listed_at"]), payload)
+        return self._evaluate_drift(closed) if closed is not None else []
 
     def _on_joined(self, joined: Joined) -> list[DriftAlert]:
         if self.reference is None or str(joined.prediction["model_version"]) != (

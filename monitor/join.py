@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from monitor.ordering import PartitionWatermark
+
 
 @dataclass(frozen=True)
 class Joined:
@@ -47,12 +49,12 @@ class PredictionJoin:
         self, ttl: timedelta, max_pending: int, partitions: tuple[int, int] = (1, 1)
     ) -> None:
         self.ttl = ttl
-        self.prediction_partitions, self.sale_partitions = partitions
         self.max_pending = max_pending
         self._predictions: OrderedDict[str, tuple[datetime, dict[str, Any]]] = OrderedDict()
         self._sales: OrderedDict[str, tuple[datetime, float]] = OrderedDict()
-        self._prediction_progress: dict[int, datetime] = {}  # partition -> latest listed_at
-        self._sale_progress: dict[int, datetime] = {}  # partition -> latest sold_at
+        predictions, sales = partitions
+        self.prediction_watermark = PartitionWatermark(predictions)  # over listed_at
+        self.sale_watermark = PartitionWatermark(sales)  # over sold_at
         self.counters = JoinCounters()
 
     @property
@@ -64,12 +66,20 @@ class PredictionJoin:
     def waiting_sales(self) -> int:
         return len(self._sales)
 
+    @property
+    def complete_until(self) -> datetime | None:
+        """Every join still to come has ``sold_at`` after this time.
+
+        Future sales come after the sales watermark, and a future prediction's sale comes
+        after its listing, hence after the predictions watermark.
+        """
+        marks = (self.prediction_watermark.value, self.sale_watermark.value)
+        return None if None in marks else min(marks)  # type: ignore[type-var]
+
     def add_prediction(
         self, auction_id: str, listed_at: datetime, prediction: dict[str, Any], partition: int = 0
     ) -> Joined | None:
-        watermark = _advance(
-            self._prediction_progress, partition, listed_at, self.prediction_partitions
-        )
+        watermark = self.prediction_watermark.update(partition, listed_at)
         if watermark is not None:
             self._expire(self._sales, watermark - self.ttl, "expired_sales")
         sale = self._sales.pop(auction_id, None)
@@ -84,7 +94,7 @@ class PredictionJoin:
     def add_sale(
         self, auction_id: str, sold_at: datetime, actual: float, partition: int = 0
     ) -> Joined | None:
-        watermark = _advance(self._sale_progress, partition, sold_at, self.sale_partitions)
+        watermark = self.sale_watermark.update(partition, sold_at)
         if watermark is not None:
             self._expire(self._predictions, watermark - self.ttl, "expired_predictions")
         pending = self._predictions.pop(auction_id, None)
@@ -113,14 +123,3 @@ class PredictionJoin:
         while len(state) > self.max_pending:
             state.popitem(last=False)
             self.counters.evicted += 1
-
-
-def _advance(
-    progress: dict[int, datetime], partition: int, event_time: datetime, partitions: int
-) -> datetime | None:
-    """Record a partition's progress; returns the stream's watermark when it may have moved."""
-    latest = progress.get(partition)
-    if latest is not None and event_time <= latest:
-        return None
-    progress[partition] = event_time
-    return min(progress.values()) if len(progress) >= partitions else None
