@@ -30,6 +30,8 @@ app = typer.Typer(
 )
 stack_app = typer.Typer(help="Run the local stack (Kafka, Redis, MLflow) without Docker.")
 app.add_typer(stack_app, name="stack")
+trainer_app = typer.Typer(help="The retraining service and model lifecycle commands.")
+app.add_typer(trainer_app, name="trainer")
 
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Log at DEBUG level.")]
 
@@ -291,6 +293,70 @@ def monitor(verbose: Verbose = False) -> None:
     from monitor.service import run_monitor
 
     run_monitor(get_settings())
+
+
+@trainer_app.command("run")
+def trainer_run(verbose: Verbose = False) -> None:
+    """Retrain on drift alerts: policy (kind, severity, cooldown, new labels), a Redis
+    lock so only one trainer trains, recent labelled data read back from Kafka, gating
+    against the champion, promotion in MLflow and an announcement on models.updates.
+
+    Tune it with GAVEL_TRAINER__* variables (e.g. GAVEL_TRAINER__COOLDOWN_S=900).
+    """
+    setup_logging(verbose)
+    from trainer.service import run_trainer
+
+    run_trainer(get_settings())
+
+
+@trainer_app.command("rollback")
+def trainer_rollback(
+    reason: Annotated[str, typer.Option(help="Why, recorded on the versions.")] = "manual",
+) -> None:
+    """Make the 'previous' version champion again and announce it on models.updates."""
+    setup_logging()
+    from gavel.registry import RollbackError
+    from trainer.service import TrainerService
+
+    try:
+        update = TrainerService(get_settings()).rollback(reason)
+    except RollbackError as exc:
+        raise fail(str(exc)) from None
+    console.print(
+        f"[green]✓[/] {update.model_name}: champion is v{update.version} again "
+        f"(v{update.previous_version} rolled back)"
+    )
+
+
+@trainer_app.command("status")
+def trainer_status(limit: Annotated[int, typer.Option(help="Decisions to show.")] = 15) -> None:
+    """The registry's versions and the trainer's latest decisions."""
+    from gavel import registry
+    from trainer.service import TrainerStore
+
+    settings = get_settings()
+    versions = Table(title=f"{settings.model_name} versions")
+    for column in ("version", "aliases", "role", "test MAPE", "reason"):
+        versions.add_column(column)
+    client = registry.connect(settings)
+    for row in registry.model_versions(client, settings.model_name):
+        mape = f"{row['test_mape']:.2%}" if row.get("test_mape") is not None else "-"
+        reason = row.get("promotion_reason") or row.get("rejection_reason") or ""
+        versions.add_row(row["version"], row["aliases"], row.get("role", ""), mape, reason)
+    decisions = Table(title="trainer decisions (newest first)")
+    for column in ("at", "alert", "kind", "decision", "reason"):
+        decisions.add_column(column)
+    for entry in TrainerStore(settings).decisions(limit):
+        decisions.add_row(
+            entry["at"][:19],
+            (entry.get("alert_id") or "-")[:8],
+            entry.get("kind") or "-",
+            entry["decision"],
+            entry["reason"],
+        )
+    out = Console()
+    out.print(versions)
+    out.print(decisions)
 
 
 @app.command()

@@ -195,3 +195,43 @@ def model_versions(client: MlflowClient, model_name: str) -> list[dict[str, Any]
             }
         )
     return sorted(rows, key=lambda row: int(row["version"]), reverse=True)
+
+
+class RollbackError(RuntimeError):
+    """There is nothing to roll back to."""
+
+
+def rollback(client: MlflowClient, model_name: str, reason: str) -> tuple[str, str]:
+    """Make ``previous`` the champion again; returns (new champion, rolled-back version).
+
+    The rolled-back version keeps alias ``previous``, so a second rollback undoes the first.
+    """
+    current = champion(client, model_name)
+    try:
+        previous = client.get_model_version_by_alias(model_name, PREVIOUS)
+    except MlflowException:
+        raise RollbackError(f"{model_name} has no version with alias '{PREVIOUS}'") from None
+    if current is None:
+        raise RollbackError(f"{model_name} has no champion")
+    restored = str(previous.version)
+    client.set_registered_model_alias(model_name, CHAMPION, restored)
+    client.set_registered_model_alias(model_name, PREVIOUS, current.version)
+    now = utc_now().isoformat()
+    _tag(
+        client,
+        model_name,
+        current.version,
+        role="rolled_back",
+        demoted_at=now,
+        rollback_reason=reason,
+    )
+    _tag(
+        client,
+        model_name,
+        restored,
+        role="champion",
+        promoted_at=now,
+        promotion_reason=f"rollback: {reason}",
+    )
+    log.info("%s rolled back from v%s to v%s (%s)", model_name, current.version, restored, reason)
+    return restored, current.version

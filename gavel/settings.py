@@ -10,6 +10,7 @@ file; the defaults point at the local stack that ``gavel stack up`` starts.
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
 
@@ -45,6 +46,36 @@ class MonitorSettings(BaseModel):
     adwin_min_width: int = 500
     join_ttl_hours: float = Field(72.0, gt=0, description="Event time a listing waits for a sale.")
     join_max_pending: int = Field(200_000, ge=1000)
+
+
+class TrainerSettings(BaseModel):
+    """The retraining service (env ``GAVEL_TRAINER__<NAME>``)."""
+
+    kinds: list[str] = Field(["performance"], description="Alert kinds that may retrain.")
+    min_severity: str = Field("warning", pattern="^(warning|critical)$")
+    cooldown_s: float = Field(900.0, ge=0, description="Quiet time after a training.")
+    min_new_labels: int = Field(
+        5000,
+        ge=1,
+        description="Labelled sales needed since the drift began and since the last training.",
+    )
+    max_wait_s: float = Field(1800.0, gt=0, description="How long to wait for those labels.")
+    recheck_s: float = Field(5.0, gt=0)
+    train_days: float = Field(14.0, gt=0, description="Event-time days of training data.")
+    eval_days: float = Field(3.0, gt=0, description="The latest days, held out for gating.")
+    blend_share: float = Field(
+        0.0, ge=0, le=1, description="Older rows blended in, as a share of the window's rows."
+    )
+    margin: float = Field(0.02, ge=0, description="Relative MAPE gain needed to promote.")
+    lock_ttl_s: float = Field(20.0, gt=1, description="Lease of the single-flight Redis lock.")
+    auto_rollback: bool = False
+    rollback_ratio: float = Field(
+        1.2,
+        gt=1,
+        description="Roll back when post-promotion MAPE "
+        "exceeds the replaced model's by this factor.",
+    )
+    rollback_guard_s: float = Field(3600.0, gt=0, description="How long after a promotion.")
 
 
 class Settings(BaseSettings):
@@ -91,6 +122,7 @@ class Settings(BaseSettings):
     monitor_metrics_port: int = 9108
     reports_dir: Path = Field(PROJECT_ROOT / "reports")
     monitor: MonitorSettings = Field(default_factory=MonitorSettings)
+    trainer: TrainerSettings = Field(default_factory=TrainerSettings)
 
     def _local_connections(self) -> dict[str, str]:
         return {
@@ -134,10 +166,14 @@ class Settings(BaseSettings):
         env: dict[str, str] = {}
         for key, value in self._explicit_values(mode="json").items():
             if isinstance(value, dict):
-                env |= {f"GAVEL_{key.upper()}__{k.upper()}": str(v) for k, v in value.items()}
+                env |= {f"GAVEL_{key.upper()}__{k.upper()}": _env_text(v) for k, v in value.items()}
             else:
-                env[f"GAVEL_{key.upper()}"] = str(value)
+                env[f"GAVEL_{key.upper()}"] = _env_text(value)
         return env
+
+
+def _env_text(value: object) -> str:
+    return json.dumps(value) if isinstance(value, list | dict) else str(value)
 
 
 @lru_cache(maxsize=1)

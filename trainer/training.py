@@ -105,20 +105,20 @@ def reference_sample(
     return reference.reset_index(drop=True)
 
 
-def champion_mape_on(
+def champion_metrics_on(
     client: mlflow.MlflowClient, model_name: str, frame: pd.DataFrame
-) -> tuple[str | None, float | None]:
-    """The current champion's MAPE on ``frame`` (same rows as the challenger's)."""
+) -> tuple[str | None, dict[str, float]]:
+    """The current champion's metrics on ``frame`` (the same rows as the challenger's)."""
     current = registry.champion(client, model_name)
     if current is None:
-        return None, None
+        return None, {}
     try:
         pipeline = registry.load_pipeline(current.uri)
     except Exception as exc:  # a champion that no longer loads must not block a new one
         log.warning("champion v%s could not be loaded (%s); treating as absent", current, exc)
-        return current.version, None
+        return current.version, {}
     features, target = features_and_target(frame)
-    return current.version, price_metrics(target, pipeline.predict(features))["mape"]
+    return current.version, price_metrics(target, pipeline.predict(features))
 
 
 def train_and_register(
@@ -130,6 +130,7 @@ def train_and_register(
     run_tags: dict[str, str] | None = None,
     xgb_params: dict[str, Any] | None = None,
     progress: Progress | None = None,
+    alert_id: str | None = None,
 ) -> TrainingResult:
     """Train on ``split``, log everything to MLflow, register a version and gate promotion.
 
@@ -151,10 +152,9 @@ def train_and_register(
             **prefixed(mmr_metrics(split.test), "test_mmr"),
             "test_mape_on_mmr_rows": model_on_mmr_rows["mape"],
         }
-        champion_version, champion_mape = champion_mape_on(client, settings.model_name, split.test)
-        if champion_mape is not None:
-            metrics["champion_test_mape"] = champion_mape
-    decision = decide_promotion(metrics["test_mape"], champion_mape, margin)
+        champion_version, champion = champion_metrics_on(client, settings.model_name, split.test)
+        metrics |= prefixed(champion, "champion_test")
+    decision = decide_promotion(metrics["test_mape"], champion.get("mape"), margin)
     description = split.describe()
     with (
         _stage(progress, "logging to MLflow and registering"),
@@ -187,7 +187,9 @@ def train_and_register(
         )
         mlflow.set_tag("promoted", str(decision.promote).lower())
     if decision.promote:
-        registry.promote(client, settings.model_name, str(version.version), decision.reason)
+        registry.promote(
+            client, settings.model_name, str(version.version), decision.reason, alert_id
+        )
         champion_version = str(version.version)
     else:
         registry.mark_rejected(client, settings.model_name, str(version.version), decision.reason)
