@@ -87,7 +87,19 @@ class TrainerService:
         self.clock: Callable[[], float] = time.time
 
     def run(self) -> None:
-        consumer = Consumer(consumer_config(self.settings, self.settings.group("trainer")))
+        consumer = Consumer(
+            consumer_config(
+                self.settings,
+                self.settings.group("trainer"),
+                # Handling one alert may wait for labels and then train: stay in the group
+                # that long, but let a dead trainer's alert move on within seconds.
+                **{
+                    "max.poll.interval.ms": int((self.config.max_wait_s + 900) * 1000),
+                    "session.timeout.ms": 10_000,
+                    "heartbeat.interval.ms": 2_000,
+                },
+            )
+        )
         consumer.subscribe([self.settings.topic(DRIFT_ALERTS)])
         log.info("trainer waiting for alerts on %s", self.settings.topic(DRIFT_ALERTS))
         try:
