@@ -364,11 +364,13 @@ def demo(
     keep_running: Annotated[
         bool, typer.Option(help="Leave the stack running afterwards, to explore MLflow.")
     ] = False,
-    rate: Annotated[float, typer.Option(help="Replay pace, events per second.")] = 1500.0,
+    rate: Annotated[float, typer.Option(help="Replay pace, events per second.")] = 1200.0,
     verbose: Verbose = False,
 ) -> None:
-    """The whole story on the local stack: stack → first model → streaming prices,
-    narrated, with a summary at the end. Stops what it started unless --keep-running."""
+    """The closed loop on the local stack, narrated as it happens: stack → first model →
+    streaming prices → market shock → drift alert → retrain → promotion → hot swap →
+    recovery. Ends with a timeline, MAPE before and after (next to the frozen first
+    model's) and a plot. Stops what it started unless --keep-running."""
     setup_logging(verbose)
     from gavel.demo.runner import DemoPlan, run_demo
     from gavel.stack.process import StackError

@@ -1,26 +1,36 @@
-"""`gavel demo`: the whole product on the local stack, narrated step by step."""
+"""`gavel demo`: the closed loop on the local stack, narrated as it happens.
+
+stack → first model → streaming prices → market shock → drift alert → retrain →
+promotion → hot swap → recovery, then a timeline, the MAPE before and after (next to
+the frozen first model's) and a plot.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
-from datetime import timedelta
-from pathlib import Path
+from datetime import datetime, timedelta
+from typing import Any
 
 import httpx
+import pandas as pd
 from confluent_kafka.admin import AdminClient
 from rich.console import Console
 from rich.table import Table
 
 from gavel import registry
+from gavel.demo.plot import plot_story
+from gavel.demo.story import Phases, phases, served_frame
 from gavel.demo.watch import OutputWatcher
 from gavel.kafka import ensure_topics
 from gavel.settings import Settings
 from gavel.stack import manager
 from gavel.stack.process import ManagedProcess, StackError, wait_until
+from gavel.topics import DRIFT_ALERTS, MODELS_UPDATES
 
 DEMO_MODEL = "gavel-demo"
 DEMO_NAMESPACE_PREFIX = "demo-"
@@ -28,18 +38,24 @@ DEMO_NAMESPACE_PREFIX = "demo-"
 
 @dataclass(frozen=True)
 class DemoPlan:
-    """The story: a first model trained on early months, then a month streamed."""
+    """The story's data and pace. The shock hits SUVs: their prices drop by a quarter."""
 
-    rows: int = 150_000
-    seed: int = 7
+    rows: int = 200_000
+    seed: int = 17
     data_start: str = "2015-01-01"
-    data_end: str = "2015-06-01"
+    data_end: str = "2015-07-01"
     train_until: str = "2015-03-01"
-    stream_from: str = "2015-04-01"
-    stream_to: str = "2015-05-01"
-    rate: float = 1500.0
-    corrupt_share: float = 0.01
+    stream_from: str = "2015-04-23"
+    stream_to: str = "2015-05-16"
+    shock_at: str = "2015-05-01"
+    shock: str = "segment=body=SUV,change=-0.25"
+    rate: float = 1200.0
+    corrupt_share: float = 0.005
     sale_delay: timedelta = timedelta(hours=2)
+
+    @property
+    def scenario(self) -> str:
+        return f"market_shock:start={self.shock_at},{self.shock}"
 
 
 class Narrator:
@@ -65,6 +81,13 @@ def demo_settings(base: Settings) -> Settings:
         experiment_name="gavel-demo",
         reports_dir=base.reports_dir / f"demo-{run}",
         worker_poll_alias_s=5.0,
+        trainer={
+            "train_days": 3,
+            "eval_days": 1,
+            "min_new_labels": 6000,
+            "cooldown_s": 600,
+            "recheck_s": 2,
+        },
     )
 
 
@@ -81,7 +104,7 @@ def forget_previous_demos(settings: Settings) -> None:
 
 
 def start_service(
-    name: str, args: list[str], settings: Settings, health_url: str, timeout_s: float = 90
+    name: str, args: list[str], settings: Settings, health_url: str | None, timeout_s: float = 90
 ) -> ManagedProcess:
     process = ManagedProcess(f"demo-{name}", settings.stack_dir)
     process.stop()
@@ -89,6 +112,8 @@ def start_service(
     process.start([sys.executable, "-m", "gavel.cli", *args], env=env)
 
     def healthy() -> bool:
+        if health_url is None:
+            return process.pid() is not None
         try:
             return httpx.get(health_url, timeout=1).status_code == 200
         except httpx.HTTPError:
@@ -101,6 +126,46 @@ def start_service(
     return process
 
 
+class LiveNarration:
+    """Prints alerts, model updates and swaps the moment the watcher sees them."""
+
+    def __init__(self, story: Narrator) -> None:
+        self.story = story
+        self.marks: dict[str, float] = {}
+
+    def __call__(self, topic: str, payload: dict[str, Any]) -> None:
+        now = time.time()
+        if topic == DRIFT_ALERTS:
+            self.marks.setdefault(f"{payload['kind']} alert", now)
+            mape = f", window MAPE {payload['mape']:.1%}" if payload.get("mape") else ""
+            features = ", ".join(f["feature"] for f in payload.get("drifted_features", []))
+            self.story.step(
+                f"[bold red]drift alert[/]: {payload['kind']} ({payload['severity']}, "
+                f"{payload['detector']}) on v{payload['model_version']}{mape}"
+                + (f", features: {features}" if features else "")
+                + f", reference MAPE {payload['reference_mape']:.1%}"
+            )
+            if payload.get("report_path"):
+                self.story.note(f"Evidently report: {payload['report_path']}")
+        elif topic == MODELS_UPDATES:
+            action = payload["action"]
+            self.marks.setdefault(action, now)
+            metrics = payload.get("metrics", {})
+            scores = ""
+            if "test_mape" in metrics and "champion_test_mape" in metrics:
+                scores = (
+                    f" — challenger {metrics['test_mape']:.1%} vs champion "
+                    f"{metrics['champion_test_mape']:.1%} on the latest sales"
+                )
+            self.story.step(f"[bold green]model {action}[/]: v{payload['version']}{scores}")
+        elif topic == "swap":
+            self.marks.setdefault("new champion serving", now)
+            self.story.step(
+                f"[bold green]hot swap[/]: the worker now prices with v{payload['model_version']}"
+                " (no restart)"
+            )
+
+
 def run_demo(base: Settings, plan: DemoPlan, console: Console, keep_running: bool) -> None:
     from producers.replay import ReplayOptions, replay, replay_progress
     from producers.sources import SourceSpec, load_auctions
@@ -110,45 +175,57 @@ def run_demo(base: Settings, plan: DemoPlan, console: Console, keep_running: boo
     from trainer.training import train_and_register
 
     story = Narrator(console)
-    was_running = {row.name for row in manager.status(base, manager.CORE) if row.healthy}
+    parts = manager.CORE + (("prometheus",) if shutil.which("prometheus") else ())
+    was_running = {row.name for row in manager.status(base, parts) if row.healthy}
     with ExitStack() as cleanup:
-        story.step("starting the local stack: Kafka (KRaft), Redis, MLflow")
-        manager.up(base, manager.CORE, console=console)
+        story.step("starting the local stack: " + ", ".join(parts))
+        manager.up(base, parts, console=console)
         if not keep_running:
-            to_stop = tuple(n for n in manager.CORE if n not in was_running)
-            cleanup.callback(manager.down, base, to_stop, console)
+            cleanup.callback(
+                manager.down, base, tuple(n for n in parts if n not in was_running), console
+            )
         settings = demo_settings(base)
         forget_previous_demos(settings)
         ensure_topics(settings)
         story.note(f"topics under namespace '{settings.namespace}'")
 
-        spec = SourceSpec(rows=plan.rows, seed=plan.seed, start=plan.data_start, end=plan.data_end)
+        spec = SourceSpec(
+            rows=plan.rows,
+            seed=plan.seed,
+            start=plan.data_start,
+            end=plan.data_end,
+            scenarios=(plan.scenario,),
+        )
         story.step(
-            f"generating {plan.rows:,} synthetic auctions ({plan.data_start} → {plan.data_end})"
+            f"generating {plan.rows:,} synthetic auctions; from {plan.shock_at} SUV prices "
+            "drop by 25% (MMR does not follow)"
         )
         auctions = load_auctions(spec)
 
         story.step(f"training the first model on auctions before {plan.train_until}")
-        split = time_split(auctions, plan.train_until, test_days=30)
-        result = train_and_register(split, settings, source=spec.label)
-        console.print(training_table(result))
-        story.note(
-            f"champion: {settings.model_name} v{result.champion_version} — test MAPE "
-            f"{result.metrics['test_mape']:.1%} vs MMR {result.metrics['test_mmr_mape']:.1%}"
+        result = train_and_register(
+            time_split(auctions, plan.train_until, test_days=30), settings, source=spec.label
         )
+        console.print(training_table(result))
+        first = str(result.champion_version)
 
-        story.step("starting the scoring worker (Faust)")
+        story.step("starting the worker (Faust), the monitor and the trainer")
         worker_url = f"http://{settings.host}:{settings.worker_web_port}"
-        worker = start_service("worker", ["worker"], settings, f"{worker_url}/health")
-        cleanup.callback(worker.stop)
-        story.note(f"worker at {worker_url} (/health, /metrics, POST /predict)")
-
-        watcher = OutputWatcher(settings).start()
+        monitor_url = f"http://{settings.host}:{settings.monitor_metrics_port}/metrics"
+        for name, args, health in (
+            ("worker", ["worker"], f"{worker_url}/health"),
+            ("monitor", ["monitor"], monitor_url),
+            ("trainer", ["trainer", "run"], None),
+        ):
+            cleanup.callback(start_service(name, args, settings, health).stop)
+        narration = LiveNarration(story)
+        watcher = OutputWatcher(settings, narration, monitor_url).start()
         cleanup.callback(watcher.stop)
-        month = select(auctions, plan.stream_from, plan.stream_to)
+
+        window = select(auctions, plan.stream_from, plan.stream_to)
         story.step(
-            f"replaying {len(month):,} auctions ({plan.stream_from} → {plan.stream_to}) at "
-            f"{plan.rate:,.0f} events/s, {plan.corrupt_share:.0%} malformed on purpose"
+            f"replaying {len(window):,} auctions ({plan.stream_from} → {plan.stream_to}) at "
+            f"{plan.rate:,.0f} events/s; the shock starts on {plan.shock_at}"
         )
         options = ReplayOptions(
             sale_delay=plan.sale_delay,
@@ -157,19 +234,95 @@ def run_demo(base: Settings, plan: DemoPlan, console: Console, keep_running: boo
             seed=plan.seed,
         )
         with replay_progress(console) as progress:
-            stats = replay(month, settings, options, progress)
+            stats = replay(window, settings, options, progress)
         watcher.wait_for(stats.listings, timeout_s=120)
-        story.step("every listing accounted for")
-        console.print(stream_summary(stats, watcher))
-        story.step("stopping the worker")
+        story.step("every listing accounted for; stopping the services")
+        report(console, settings, plan, window, watcher, narration, stats, first, story)
     story.step("done")
     console.print(
-        f"MLflow runs and models are kept in {Path(base.stack_dir) / 'mlflow'}; "
+        f"MLflow runs and models are kept in {base.stack_dir / 'mlflow'}; "
         f"`gavel stack up` serves them at {base.mlflow_tracking_uri}."
     )
 
 
-def stream_summary(stats, watcher: OutputWatcher) -> Table:  # type: ignore[no-untyped-def]
+def report(
+    console: Console,
+    settings: Settings,
+    plan: DemoPlan,
+    window: pd.DataFrame,
+    watcher: OutputWatcher,
+    narration: LiveNarration,
+    stats: Any,
+    first: str,
+    story: Narrator,
+) -> None:
+    served = served_frame(window, watcher.scored)
+    frozen = registry.load_pipeline(f"models:/{settings.model_name}/{first}").predict(served)
+    onset = pd.Timestamp(plan.shock_at, tz="UTC")
+    shocked = [e for e in watcher.scored if e["listed_at"] >= plan.shock_at and e["ingested_at"]]
+    marks = dict(narration.marks)
+    if shocked:
+        marks["shock onset"] = min(
+            datetime.fromisoformat(e["ingested_at"]).timestamp() for e in shocked
+        )
+    console.print(stream_summary(stats, watcher))
+    result: Phases | None = None
+    if (served["version"] != first).any():
+        result = phases(served, onset, first, frozen)
+        console.print(mape_table(result))
+    if "shock onset" in marks and "new champion serving" in marks:
+        lag = marks["new champion serving"] - marks["shock onset"]
+        story.note(f"shock onset → new champion serving: {lag:.0f}s of wall time")
+    else:
+        story.note("[yellow]no new champion served during the replay[/]")
+    reference = registry.champion(registry.connect(settings), settings.model_name)
+    path = plot_story(
+        served,
+        frozen,
+        watcher.scrapes,
+        marks,
+        reference_mape=_reference_mape(settings, first),
+        path=settings.reports_dir / "demo.png",
+    )
+    console.print(timeline_table(story))
+    console.print(f"[bold]plot:[/] {path}")
+    console.print(f"[bold]drift reports:[/] {settings.reports_dir}")
+    console.print(
+        f"[bold]metrics:[/] worker http://{settings.host}:{settings.worker_web_port}/metrics, "
+        f"monitor http://{settings.host}:{settings.monitor_metrics_port}/metrics"
+        + (
+            f", Prometheus http://{settings.host}:{settings.prometheus_port}"
+            if shutil.which("prometheus")
+            else ""
+        )
+    )
+    if reference:
+        console.print(f"[bold]champion now:[/] {settings.model_name} v{reference.version}")
+
+
+def _reference_mape(settings: Settings, version: str) -> float:
+    info = registry.version_info(registry.connect(settings), settings.model_name, version)
+    return float(info.reference_mape or 0.0)
+
+
+def mape_table(result: Phases) -> Table:
+    table = Table(title="MAPE by phase (same events)")
+    table.add_column("phase")
+    table.add_column("served", justify="right")
+    table.add_column("frozen first model", justify="right")
+    for row in result.table_rows():
+        table.add_row(*row)
+    return table
+
+
+def timeline_table(story: Narrator) -> Table:
+    table = Table(title="timeline", show_header=False)
+    for elapsed, message in story.timeline:
+        table.add_row(f"{elapsed:6.1f}s", message)
+    return table
+
+
+def stream_summary(stats: Any, watcher: OutputWatcher) -> Table:
     out = watcher.stats
     wall = (out.last_output_at or 0) - (out.first_output_at or 0)
     latencies = out.latency_percentiles()
@@ -178,9 +331,9 @@ def stream_summary(stats, watcher: OutputWatcher) -> Table:  # type: ignore[no-u
     table.add_row("priced", f"{len(out.scored_keys):,}")
     reasons = ", ".join(f"{k} {v}" for k, v in sorted(out.dead_reasons.items()))
     table.add_row("dead-lettered", f"{len(out.dead_keys):,} ({reasons or 'none'})")
-    table.add_row("model versions", ", ".join(f"v{v}: {n:,}" for v, n in out.versions.items()))
+    table.add_row("by model version", ", ".join(f"v{v}: {n:,}" for v, n in out.versions.items()))
     if wall > 0:
-        table.add_row("throughput", f"{out.accounted / wall:,.0f} listings/s (at the replay pace)")
+        table.add_row("throughput", f"{out.accounted / wall:,.0f} listings/s at the replay pace")
     if latencies:
         table.add_row(
             "listed → scored latency",

@@ -1,4 +1,5 @@
-"""A background reader of Gavel's output topics, for the demo's live narration."""
+"""A background reader of Gavel's output topics and the monitor's metrics, for the demo's
+live narration and its after-the-fact analysis."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
+import httpx
 import numpy as np
 import orjson
 from confluent_kafka import Consumer
@@ -16,6 +20,15 @@ from confluent_kafka import Consumer
 from gavel.kafka import consumer_config
 from gavel.settings import Settings
 from gavel.topics import AUCTIONS_DEADLETTER, DRIFT_ALERTS, MODELS_UPDATES, PRICES_SCORED
+
+SCRAPE_EVERY_S = 2.0
+SCRAPED = (
+    "gavel_monitor_window_mape",
+    "gavel_monitor_window_bias",
+    "gavel_monitor_streaming_bias",
+    "gavel_monitor_share_drifted",
+    "gavel_monitor_reference_mape",
+)
 
 
 @dataclass
@@ -39,45 +52,59 @@ class OutputStats:
         return {f"p{q}": float(np.percentile(values, q)) for q in (50, 95, 99)}
 
 
-class OutputWatcher:
-    """Reads prices.scored, the dead letters, drift alerts and model updates as they come.
+def _epoch(iso: str) -> float:
+    return datetime.fromisoformat(iso).timestamp()
 
-    ``on_event(topic, value)`` is called for alerts and model updates.
+
+class OutputWatcher:
+    """Reads prices.scored, dead letters, drift alerts and model updates as they come, and
+    scrapes the monitor's metrics every few seconds.
+
+    ``on_event(topic, value)`` is called for alerts, model updates and the first score of
+    each new model version (topic ``"swap"``).
     """
 
     def __init__(
-        self, settings: Settings, on_event: Callable[[str, dict], None] | None = None
+        self,
+        settings: Settings,
+        on_event: Callable[[str, dict[str, Any]], None] | None = None,
+        monitor_metrics_url: str | None = None,
     ) -> None:
         self.settings = settings
         self.stats = OutputStats()
         self.on_event = on_event
-        self.events: list[tuple[float, str, dict]] = []
-        self.scored: list[dict] = []
+        self.monitor_metrics_url = monitor_metrics_url
+        self.events: list[tuple[float, str, dict[str, Any]]] = []
+        self.scored: list[dict[str, Any]] = []
+        self.scrapes: list[dict[str, float]] = []
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, name="output-watcher", daemon=True)
+        self._threads = [
+            threading.Thread(target=self._read, name="output-watcher", daemon=True),
+            threading.Thread(target=self._scrape, name="metrics-watcher", daemon=True),
+        ]
 
     def start(self) -> OutputWatcher:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
         return self
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(10)
+        for thread in self._threads:
+            thread.join(10)
 
     def wait_for(self, count: int, timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.stats.accounted >= count:
-                return True
+        while time.monotonic() < deadline and self.stats.accounted < count:
             time.sleep(0.2)
         return self.stats.accounted >= count
 
-    def _run(self) -> None:
+    def _read(self) -> None:
         group = f"{self.settings.group('demo-watch')}-{uuid.uuid4().hex[:6]}"
         consumer = Consumer(consumer_config(self.settings, group))
-        topics = {self.settings.topic(t): t for t in (PRICES_SCORED, AUCTIONS_DEADLETTER)}
-        topics |= {self.settings.topic(t): t for t in (DRIFT_ALERTS, MODELS_UPDATES)}
+        names = (PRICES_SCORED, AUCTIONS_DEADLETTER, DRIFT_ALERTS, MODELS_UPDATES)
+        topics = {self.settings.topic(name): name for name in names}
         consumer.subscribe(list(topics))
         try:
             while not self._stop.is_set():
@@ -87,34 +114,52 @@ class OutputWatcher:
         finally:
             consumer.close()
 
+    def _scrape(self) -> None:
+        from prometheus_client.parser import text_string_to_metric_families
+
+        while self.monitor_metrics_url and not self._stop.wait(SCRAPE_EVERY_S):
+            try:
+                text = httpx.get(self.monitor_metrics_url, timeout=2).text
+            except httpx.HTTPError:
+                continue
+            row = {"at": time.time()}
+            for family in text_string_to_metric_families(text):
+                for sample in family.samples:
+                    if sample.name in SCRAPED:
+                        row[sample.name] = sample.value
+                    elif sample.name == "gavel_monitor_feature_drift_score":
+                        row[f"drift:{sample.labels['feature']}"] = sample.value
+            self.scrapes.append(row)
+
     def _record(self, topic: str, key: bytes | None, value: bytes) -> None:
         now = time.time()
-        stats = self.stats
         try:
             payload = orjson.loads(value)
         except orjson.JSONDecodeError:
             return
+        stats = self.stats
+        new_version = False
         with self._lock:
             if topic in (PRICES_SCORED, AUCTIONS_DEADLETTER):
                 stats.first_output_at = stats.first_output_at or now
                 stats.last_output_at = now
             if topic == PRICES_SCORED:
                 stats.scored_keys.add(payload["auction_id"])
+                new_version = payload["model_version"] not in stats.versions
                 stats.versions[payload["model_version"]] += 1
                 self.scored.append(payload)
                 if payload.get("ingested_at"):
-                    ingested = _epoch(payload["ingested_at"])
-                    stats.latencies_s.append(max(_epoch(payload["scored_at"]) - ingested, 0.0))
+                    latency = _epoch(payload["scored_at"]) - _epoch(payload["ingested_at"])
+                    stats.latencies_s.append(max(latency, 0.0))
             elif topic == AUCTIONS_DEADLETTER:
                 stats.dead_keys.add(key.decode() if key else f"offset-{payload['offset']}")
                 stats.dead_reasons[payload["reason"]] += 1
             else:
                 self.events.append((now, topic, payload))
-                if self.on_event:
-                    self.on_event(topic, payload)
-
-
-def _epoch(iso: str) -> float:
-    from datetime import datetime
-
-    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+        if self.on_event is None:
+            return
+        if topic in (DRIFT_ALERTS, MODELS_UPDATES):
+            self.on_event(topic, payload)
+        elif new_version and len(stats.versions) > 1:
+            self.events.append((now, "swap", payload))
+            self.on_event("swap", payload)
