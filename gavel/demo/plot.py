@@ -1,5 +1,6 @@
 """The demo's picture: rolling MAPE (served vs. frozen first model) and the monitor's drift
-signals over wall-clock time, with markers for the shock, the alert and the promotion."""
+signals over auction (event) time, with markers for the shock, the alert and the
+promotion."""
 
 from __future__ import annotations
 
@@ -9,13 +10,20 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
 
+import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
 from gavel.demo.story import rolling_mape
 
-ROLLING = 500
+ROLLING = 1000
+
+
+def event_time_at(served: pd.DataFrame, wall_clock: float) -> pd.Timestamp:
+    """The auction time the stream had reached at a wall-clock second."""
+    reached = served.loc[served["scored_s"] <= wall_clock, "listed_at"]
+    return reached.max() if len(reached) else served["listed_at"].min()
 
 
 def plot_story(
@@ -26,19 +34,20 @@ def plot_story(
     reference_mape: float,
     path: Path,
 ) -> Path:
-    """``markers`` maps a label to a wall-clock second; ``t = 0`` is the first score."""
-    t0 = float(served["scored_s"].min())
-    seconds = served["scored_s"].to_numpy() - t0
+    """``markers`` maps a label to the wall-clock second it happened."""
+    order = np.argsort(served["listed_at"].to_numpy(), kind="stable")
+    by_time = served.iloc[order]
+    x = by_time["listed_at"]
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 7), sharex=True)
     top.plot(
-        seconds,
-        rolling_mape(served["sellingprice"], served["price"], ROLLING),
-        label="served (champion at the time)",
+        x,
+        rolling_mape(by_time["sellingprice"], by_time["price"], ROLLING),
+        label="served (the champion of the moment)",
         color="tab:blue",
     )
     top.plot(
-        seconds,
-        rolling_mape(served["sellingprice"], frozen, ROLLING),
+        x,
+        rolling_mape(by_time["sellingprice"], frozen[order], ROLLING),
         label="frozen first model",
         color="tab:red",
         alpha=0.8,
@@ -50,37 +59,38 @@ def plot_story(
     top.set_title("Gavel demo: market shock → drift alert → retrain → promotion → recovery")
     if scrapes:
         metrics = pd.DataFrame(scrapes)
-        x = metrics["at"] - t0
+        times = [event_time_at(served, at) for at in metrics["at"]]
         for column, label in (
             ("gavel_monitor_streaming_bias", "streaming bias (ADWIN)"),
             ("gavel_monitor_window_bias", "window bias"),
         ):
             if column in metrics:
-                bottom.plot(x, metrics[column], label=label)
+                bottom.plot(times, metrics[column], label=label)
         drift = [c for c in metrics.columns if c.startswith("drift:")]
         if drift:
             bottom.plot(
-                x,
+                times,
                 metrics[drift].max(axis=1),
                 label="max feature drift score",
                 color="tab:purple",
                 alpha=0.7,
             )
     bottom.set_ylabel("monitor signals")
-    bottom.set_xlabel("seconds since the first priced listing")
+    bottom.set_xlabel("auction time (listing date)")
     bottom.legend(loc="upper left")
-    for axis in (top, bottom):
-        for label, at in markers.items():
-            axis.axvline(at - t0, color="black", linestyle=":", linewidth=1)
-            if axis is top:
-                axis.annotate(
-                    label,
-                    (at - t0, axis.get_ylim()[1]),
-                    rotation=90,
-                    va="top",
-                    ha="right",
-                    fontsize=8,
-                )
+    bottom.xaxis.set_major_formatter(mdates.DateFormatter("%b %d"))
+    for label, at in sorted(markers.items(), key=lambda item: item[1]):
+        when = event_time_at(served, at)
+        for axis in (top, bottom):
+            axis.axvline(when, color="black", linestyle=":", linewidth=1)
+        top.annotate(
+            label,
+            (mdates.date2num(when), top.get_ylim()[1]),
+            rotation=90,
+            va="top",
+            ha="right",
+            fontsize=8,
+        )
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
