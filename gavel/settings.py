@@ -98,6 +98,7 @@ class Settings(BaseSettings):
     redis_port: int = 6379
     mlflow_port: int = 5000
     prometheus_port: int = 9090
+    prometheus_scrape_interval_s: float = Field(5.0, gt=0)
 
     # Connections (derived from the ports unless set explicitly)
     kafka_bootstrap: str = ""

@@ -320,9 +320,10 @@ class Prometheus(Component):
             return False
 
 
-def local_prometheus_config(settings: Settings, scrape_interval_s: float = 5.0) -> str:
+def local_prometheus_config(settings: Settings) -> str:
     """deploy/prometheus.yml with the targets moved to the local ports."""
     host = settings.host
+    scrape_interval_s = settings.prometheus_scrape_interval_s
     return f"""# Written by `gavel stack up --with-prometheus`; mirrors deploy/prometheus.yml.
 global:
   scrape_interval: {scrape_interval_s:g}s
