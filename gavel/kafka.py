@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from confluent_kafka import KafkaException
@@ -42,11 +43,16 @@ def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> dict[str, int]
             except KafkaException as exc:
                 if "TOPIC_ALREADY_EXISTS" not in str(exc):
                     raise
-    metadata = admin.list_topics(timeout=timeout_s).topics
-    return {
-        settings.topic(spec.name): len(metadata[settings.topic(spec.name)].partitions)
-        for spec in TOPICS
-    }
+    names = [settings.topic(spec.name) for spec in TOPICS]
+    deadline = time.monotonic() + timeout_s
+    while True:  # new topics take a moment to appear in the metadata
+        metadata = admin.list_topics(timeout=timeout_s).topics
+        if all(name in metadata and metadata[name].partitions for name in names):
+            return {name: len(metadata[name].partitions) for name in names}
+        if time.monotonic() > deadline:
+            missing = [name for name in names if name not in metadata]
+            raise KafkaException(f"topics {missing} did not appear within {timeout_s}s")
+        time.sleep(0.2)
 
 
 def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
