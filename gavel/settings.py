@@ -43,7 +43,7 @@ class MonitorSettings(BaseModel):
     bias_tolerance: float = Field(0.04, gt=0, description="Alert when |bias - ref bias| > this.")
     recovery_windows: int = Field(2, ge=1, description="Calm windows that end an episode.")
     adwin_delta: float = 0.002
-    adwin_min_width: int = 500
+    adwin_min_width: int = Field(1000, ge=50, description="Sales behind a streaming breach.")
     join_ttl_hours: float = Field(72.0, gt=0, description="Event time a listing waits for a sale.")
     join_max_pending: int = Field(200_000, ge=1000)
 

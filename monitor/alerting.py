@@ -40,6 +40,10 @@ class EpisodeGate:
             return True
         return False
 
+    def hold(self) -> None:
+        """Record a window that is neither a breach nor calm: recovery starts over."""
+        self.calm_streak = 0
+
     def reset(self) -> None:
         self.active = False
         self.calm_streak = 0

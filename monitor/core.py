@@ -180,7 +180,7 @@ class Monitor:
         if self.bias_detector is not None and joined.actual > 0:
             breach = self.bias_detector.update((predicted - joined.actual) / joined.actual)
             self.metrics.streaming_bias.set(self.bias_detector.estimation)
-            if breach is not None and self.gates[DriftKind.PERFORMANCE].breach():
+            if breach is not None and self._gate(DriftKind.PERFORMANCE, breached=True):
                 alerts.append(self._streaming_performance_alert(breach))
         closed = self.labelled_windows.add(joined.sold_at, joined)
         if closed is not None:
@@ -249,6 +249,8 @@ class Monitor:
         if breach is None:
             if check.calm(metrics["mape"], metrics["bias"]):
                 self._gate(DriftKind.PERFORMANCE, breached=False)
+            else:
+                self.gates[DriftKind.PERFORMANCE].hold()
             return []
         if not self._gate(DriftKind.PERFORMANCE, breached=True):
             return []

@@ -39,8 +39,20 @@ def stack() -> Iterator[Settings]:
     if to_start:
         manager.up(settings, manager.CORE, console=Console(stderr=True, quiet=True))
     yield settings
+    delete_test_topics(settings)
     if to_start:
         manager.down(settings, to_start, console=Console(stderr=True, quiet=True))
+
+
+def delete_test_topics(settings: Settings) -> None:
+    """Tests make a namespace each; drop their topics so the broker stays small."""
+    from gavel.kafka import admin_client
+
+    admin = admin_client(settings)
+    topics = [t for t in admin.list_topics(timeout=10).topics if t.startswith("test-")]
+    if topics:
+        for future in admin.delete_topics(topics, operation_timeout=60).values():
+            future.exception(timeout=60)
 
 
 @pytest.fixture

@@ -1,0 +1,222 @@
+"""Tests for monitor.drift: per-column Evidently drift of a window against the reference."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from evidently import Dataset
+
+from gavel.features import MONITORED_CATEGORICAL, MONITORED_NUMERIC
+from gavel.schemas import FeatureDrift
+from gavel.settings import MonitorSettings
+from monitor import drift
+from monitor.drift import (
+    MONITORED,
+    PREDICTION,
+    TARGET,
+    DriftDetector,
+    DriftResult,
+    as_dataset,
+    monitored_frame,
+    parse_value_drift,
+)
+from producers.sources.scenarios import MixShift
+from producers.sources.synthetic import generate_auctions
+from tests.unit.monitor.helpers import with_prediction
+
+CATEGORICAL = set(MONITORED_CATEGORICAL)
+
+
+def window(*scenarios: Any, n: int = 3000, seed: int = 2) -> pd.DataFrame:
+    raw = generate_auctions(
+        n, start="2015-03-01", end="2015-05-01", seed=seed, scenarios=list(scenarios)
+    )
+    return monitored_frame(with_prediction(raw))
+
+
+@pytest.fixture(scope="module")
+def reference(reference_sample: pd.DataFrame) -> Dataset:
+    return as_dataset(monitored_frame(reference_sample).drop(columns=[TARGET]))
+
+
+@pytest.fixture(scope="module")
+def detector() -> DriftDetector:
+    return DriftDetector(MonitorSettings())
+
+
+# -- monitored_frame ----------------------------------------------------------------------
+
+
+def test_monitored_frame_columns_and_normalisation() -> None:
+    raw = pd.DataFrame(
+        {
+            "listed_at": ["2015-03-01T10:00:00+00:00", "2015-03-02T10:00:00+00:00"],
+            "year": [2012, "2010"],
+            "make": [" Ford ", None],
+            "body": ["SUV", "—"],
+            "transmission": ["automatic", None],
+            "state": ["CA", "tx"],
+            "condition": [3.5, None],
+            "odometer": [41000, "n/a"],
+            "mmr": [12000.0, 9000.0],
+            "prediction": [12500.0, "bad"],
+            "sellingprice": [11000, 8000],
+        },
+        index=[10, 20],  # a non-default index must not misalign the price columns
+    )
+    frame = monitored_frame(raw)
+    assert list(frame.columns) == [*MONITORED, PREDICTION, TARGET]
+    assert frame["make"].tolist() == ["ford", "unknown"]
+    assert frame["body"].tolist() == ["suv", "unknown"]
+    assert frame["transmission"].tolist() == ["automatic", "unknown"]
+    assert frame["state"].tolist() == ["ca", "tx"]
+    assert frame["year"].tolist() == [2012.0, 2010.0]
+    assert frame["odometer"].iloc[0] == 41000.0 and np.isnan(frame["odometer"].iloc[1])
+    assert np.isnan(frame["condition"].iloc[1])
+    assert frame[PREDICTION].iloc[0] == 12500.0 and np.isnan(frame[PREDICTION].iloc[1])
+    assert frame[TARGET].tolist() == [11000.0, 8000.0]
+
+
+def test_monitored_frame_without_prices() -> None:
+    raw = generate_auctions(50, seed=3).drop(columns=["sellingprice"])
+    assert list(monitored_frame(raw).columns) == list(MONITORED)
+
+
+# -- DriftDetector ------------------------------------------------------------------------
+
+
+def test_a_stationary_window_has_no_drift(reference: Dataset, detector: DriftDetector) -> None:
+    result = detector.run(reference, window())
+    assert isinstance(result, DriftResult)
+    assert [f.feature for f in result.features] == list(MONITORED)
+    assert result.drifted == []
+    assert result.share_drifted == 0.0
+    assert result.prediction is not None
+    assert result.prediction.feature == PREDICTION
+    assert not result.prediction.drifted
+    assert result.snapshot is not None
+    for feature in result.features:
+        assert 0.0 <= feature.score < feature.threshold == 0.1
+        expected = "jensenshannon" if feature.feature in CATEGORICAL else "wasserstein"
+        assert feature.stattest == expected
+
+
+def test_a_mix_shift_drifts_age_and_mileage_only(
+    reference: Dataset, detector: DriftDetector
+) -> None:
+    result = detector.run(reference, window(MixShift("2015-03-01")))
+    drifted = {f.feature for f in result.drifted}
+    assert {"year", "odometer"} <= drifted
+    assert drifted.isdisjoint(MONITORED_CATEGORICAL)
+    scores = {f.feature: f.score for f in result.features}
+    assert scores["year"] > 0.5 and scores["odometer"] > 0.5
+    assert result.share_drifted == len(drifted) / len(MONITORED)
+    assert result.share_drifted >= 0.25
+    # The MMR (our prediction) follows the older cars' prices down.
+    assert result.prediction is not None and result.prediction.drifted
+
+
+def test_verdicts_follow_the_configured_thresholds(reference: Dataset) -> None:
+    lenient = DriftDetector(
+        MonitorSettings(numeric_threshold=5.0, prediction_threshold=5.0, categorical_threshold=0.9)
+    )
+    result = lenient.run(reference, window(MixShift("2015-03-01")))
+    assert result.drifted == []
+    assert result.prediction is not None and not result.prediction.drifted
+    thresholds = {f.feature: f.threshold for f in result.features}
+    assert {thresholds[c] for c in MONITORED_NUMERIC} == {5.0}
+    assert {thresholds[c] for c in MONITORED_CATEGORICAL} == {0.9}
+
+
+def test_large_windows_are_sampled_to_max_window_rows(
+    reference: Dataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sizes: list[int] = []
+    real = drift.as_dataset
+
+    def spy(frame: pd.DataFrame) -> Dataset:
+        sizes.append(len(frame))
+        return real(frame)
+
+    monkeypatch.setattr(drift, "as_dataset", spy)
+    current = window(n=1000)
+    sampled = DriftDetector(MonitorSettings(max_window_rows=300))
+    first = sampled.run(reference, current)
+    second = sampled.run(reference, current)
+    assert sizes == [300, 300]
+    assert [f.score for f in first.features] == [f.score for f in second.features]  # seeded
+    DriftDetector(MonitorSettings(max_window_rows=5000)).run(reference, current)
+    assert sizes[-1] == 1000
+
+
+def test_extra_window_columns_are_ignored(reference: Dataset, detector: DriftDetector) -> None:
+    current = window(n=500).assign(sellingprice=1.0, other="x")
+    result = detector.run(reference, current)
+    assert [f.feature for f in result.features] == list(MONITORED)
+
+
+# -- parse_value_drift --------------------------------------------------------------------
+
+
+def metric(
+    column: str, value: float, method: str = "wasserstein", threshold: float = 0.1
+) -> dict[str, Any]:
+    return {
+        "id": f"id-{column}",
+        "config": {"column": column, "method": method, "threshold": threshold},
+        "value": value,
+    }
+
+
+def test_parse_value_drift_reads_scores_and_verdicts() -> None:
+    snapshot = {
+        "metrics": [
+            metric("year", 0.4),
+            metric("odometer", 0.02),
+            metric("make", 0.3, "jensenshannon", 0.2),
+            metric("state", float("nan"), "jensenshannon"),
+            metric("condition", 0.5),
+        ],
+        "tests": [
+            {"metric_config": {"params": {"column": "year"}}, "status": "FAIL"},
+            {"metric_config": {"params": {"column": "odometer"}}, "status": "SUCCESS"},
+            {"metric_config": {"params": {"column": "make"}}, "status": "TestStatus.FAIL"},
+            {"metric_config": {"params": {"column": "state"}}, "status": "FAIL"},
+        ],
+    }
+    results = parse_value_drift(snapshot)
+    assert results == {
+        "year": FeatureDrift(
+            feature="year", score=0.4, threshold=0.1, stattest="wasserstein", drifted=True
+        ),
+        "odometer": FeatureDrift(
+            feature="odometer", score=0.02, threshold=0.1, stattest="wasserstein", drifted=False
+        ),
+        "make": FeatureDrift(
+            feature="make", score=0.3, threshold=0.2, stattest="jensenshannon", drifted=True
+        ),
+        # No test for the column: Evidently's verdict is unknown, so not drifted.
+        "condition": FeatureDrift(
+            feature="condition", score=0.5, threshold=0.1, stattest="wasserstein", drifted=False
+        ),
+    }  # "state" had no finite score and is left out
+
+
+def test_parse_value_drift_without_tests() -> None:
+    results = parse_value_drift({"metrics": [metric("year", 0.9)]})
+    assert results["year"].drifted is False
+    assert parse_value_drift({"metrics": [], "tests": []}) == {}
+
+
+def test_parse_value_drift_reads_a_real_snapshot(
+    reference: Dataset, detector: DriftDetector
+) -> None:
+    result = detector.run(reference, window(MixShift("2015-03-01"), n=1000))
+    assert result.snapshot is not None
+    parsed = parse_value_drift(result.snapshot.dict())
+    assert set(parsed) == {*MONITORED, PREDICTION}
+    assert parsed["year"] == next(f for f in result.features if f.feature == "year")
+    assert parsed["year"].drifted and not parsed["make"].drifted
