@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import signal
 import threading
 import time
 import uuid
 from collections import Counter
-from typing import Any
 
 import orjson
 from confluent_kafka import Consumer, KafkaException, Message, Producer
@@ -25,6 +23,7 @@ from prometheus_client import start_http_server
 from gavel.kafka import admin_client, consumer_config, producer_config
 from gavel.schemas import DriftAlert, ModelAction, ModelUpdate
 from gavel.settings import Settings
+from gavel.shutdown import stop_on_signals
 from gavel.topics import AUCTIONS_SOLD, DRIFT_ALERTS, MODELS_UPDATES, PRICES_SCORED
 from monitor.core import Monitor
 from monitor.metrics import MonitorMetrics
@@ -170,12 +169,4 @@ def partition_count(settings: Settings, topic: str) -> int:
 
 def run_monitor(settings: Settings) -> None:
     """Run in the foreground until SIGINT/SIGTERM."""
-    stop = threading.Event()
-
-    def request_stop(signum: int, frame: Any) -> None:
-        log.info("stopping (signal %d)", signum)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
-    MonitorService(settings, stop).run()
+    MonitorService(settings, stop_on_signals()).run()

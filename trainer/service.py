@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
 import threading
 import time
 from collections.abc import Callable
@@ -22,6 +21,7 @@ from gavel import registry
 from gavel.kafka import consumer_config, producer_config
 from gavel.schemas import DriftAlert, ModelAction, ModelUpdate, utc_now
 from gavel.settings import Settings
+from gavel.shutdown import stop_on_signals
 from gavel.topics import DRIFT_ALERTS, MODELS_UPDATES
 from trainer.labelled import new_labels, read_labelled, retraining_split
 from trainer.lease import LeaseUnavailable, lease
@@ -270,12 +270,4 @@ def publish_update(producer: Producer, settings: Settings, update: ModelUpdate) 
 
 
 def run_trainer(settings: Settings) -> None:
-    stop = threading.Event()
-
-    def request_stop(signum: int, frame: Any) -> None:
-        log.info("stopping (signal %d)", signum)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
-    TrainerService(settings, stop).run()
+    TrainerService(settings, stop_on_signals()).run()

@@ -46,7 +46,7 @@ class DemoPlan:
     data_end: str = "2015-07-01"
     train_until: str = "2015-03-01"
     stream_from: str = "2015-04-23"
-    stream_to: str = "2015-05-16"
+    stream_to: str = "2015-05-21"
     shock_at: str = "2015-05-01"
     shock: str = "segment=body=SUV,change=-0.25"
     rate: float = 1200.0
@@ -82,9 +82,9 @@ def demo_settings(base: Settings) -> Settings:
         reports_dir=base.reports_dir / f"demo-{run}",
         worker_poll_alias_s=5.0,
         trainer={
-            "train_days": 3,
+            "train_days": 4,
             "eval_days": 1,
-            "min_new_labels": 6000,
+            "min_new_labels": 8000,
             "cooldown_s": 600,
             "recheck_s": 2,
         },

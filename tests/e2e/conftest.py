@@ -14,7 +14,7 @@ from tests.helpers import free_port, http_ok, service
 from trainer.split import time_split
 from trainer.training import TrainingResult, train_and_register
 
-SMALL_XGB = {"n_estimators": 120, "early_stopping_rounds": 15}
+SMALL_XGB = {"n_estimators": 300, "learning_rate": 0.1, "early_stopping_rounds": 15}
 
 
 @pytest.fixture
