@@ -16,7 +16,7 @@ from gavel.features import listings_frame
 from gavel.metrics import mape
 from gavel.schemas import LISTING_FIELDS, Listing
 from producers.sources.frame import RECORD_COLUMNS, TARGET
-from trainer.pipeline import FittedModel, fit_baseline, fit_xgboost
+from trainer.pipeline import XGB_DEFAULTS, FittedModel, fit_baseline, fit_xgboost
 from trainer.split import TimeSplit, auto_cutoff, time_split
 from trainer.training import evaluate, features_and_target, mmr_metrics, reference_sample
 
@@ -121,7 +121,7 @@ def assert_prices(predictions: Any, n: int) -> None:
 def test_xgboost_fits_and_records_params(xgb: FittedModel) -> None:
     assert xgb.name == "xgboost"
     assert xgb.params["n_estimators"] == 60
-    assert xgb.params["learning_rate"] == 0.06  # defaults fill the rest
+    assert xgb.params["learning_rate"] == XGB_DEFAULTS["learning_rate"]  # defaults fill the rest
     assert 0 <= xgb.params["best_iteration"] < 60
     assert [name for name, _ in xgb.pipeline.steps] == ["features", "encode", "model"]
 
