@@ -66,6 +66,11 @@ class TrainerSettings(BaseModel):
     blend_share: float = Field(
         0.0, ge=0, le=1, description="Older rows blended in, as a share of the window's rows."
     )
+    continue_champion: bool = Field(
+        True,
+        description="Also try continuing the champion's boosting on the window, "
+        "and keep whichever XGBoost validates better.",
+    )
     margin: float = Field(0.02, ge=0, description="Relative MAPE gain needed to promote.")
     lock_ttl_s: float = Field(20.0, gt=1, description="Lease of the single-flight Redis lock.")
     auto_rollback: bool = False

@@ -16,6 +16,7 @@ from typing import Any
 
 import redis
 from confluent_kafka import Consumer, Message, Producer
+from sklearn.pipeline import Pipeline
 
 from gavel import registry
 from gavel.kafka import consumer_config, producer_config
@@ -185,6 +186,7 @@ class TrainerService:
             return AlertDecision(Action.IGNORE, str(exc))
         self.store.status(f"training for alert {alert.alert_id}")
         started = self.clock()
+        base = self._champion_pipeline() if self.config.continue_champion else None
         result = train_and_register(
             split,
             self.settings,
@@ -197,6 +199,7 @@ class TrainerService:
                 "labelled_rows": str(len(labelled)),
             },
             alert_id=alert.alert_id,
+            base=base,
         )
         self.store.status(None)
         state = self.store.load()
@@ -223,6 +226,20 @@ class TrainerService:
         return AlertDecision(
             Action.RETRAIN, f"v{result.version} {action}: {result.decision.reason}"
         )
+
+    def _champion_pipeline(self) -> Pipeline | None:
+        """The champion's pipeline, to continue its boosting; None if it cannot be had."""
+        client = registry.connect(self.settings)
+        current = registry.champion(client, self.settings.model_name)
+        if current is None:
+            return None
+        try:
+            return registry.load_pipeline(current.uri)
+        except Exception as exc:  # training from scratch still works without it
+            log.warning(
+                "champion v%s did not load (%s); training from scratch", current.version, exc
+            )
+            return None
 
     def announce(self, result: TrainingResult, alert: DriftAlert | None) -> None:
         update = ModelUpdate(

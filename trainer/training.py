@@ -13,6 +13,7 @@ from typing import Any
 import mlflow
 import pandas as pd
 from rich.progress import Progress, TaskID
+from sklearn.pipeline import Pipeline
 from xgboost.callback import TrainingCallback
 
 from gavel import registry
@@ -20,7 +21,13 @@ from gavel.metrics import prefixed, price_metrics
 from gavel.schemas import LISTING_FIELDS
 from gavel.settings import Settings
 from producers.sources.frame import TARGET
-from trainer.pipeline import XGB_DEFAULTS, FittedModel, fit_baseline, fit_xgboost
+from trainer.pipeline import (
+    XGB_DEFAULTS,
+    FittedModel,
+    continue_xgboost,
+    fit_baseline,
+    fit_xgboost,
+)
 from trainer.policy import PromotionDecision, decide_promotion
 from trainer.split import TimeSplit
 
@@ -69,9 +76,16 @@ def features_and_target(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
 
 
 def fit_candidates(
-    split: TimeSplit, progress: Progress | None = None, xgb_params: dict[str, Any] | None = None
+    split: TimeSplit,
+    progress: Progress | None = None,
+    xgb_params: dict[str, Any] | None = None,
+    base: Pipeline | None = None,
 ) -> tuple[FittedModel, FittedModel]:
-    """The XGBoost model and the Ridge baseline, fitted on the split's training part."""
+    """The XGBoost model and the Ridge baseline, fitted on the split's training part.
+
+    With a ``base`` (the champion's pipeline), its boosting is also continued on the
+    training part, and whichever XGBoost does better on the validation part is the model.
+    """
     x_train, y_train = features_and_target(split.train)
     x_validation, y_validation = features_and_target(split.validation)
     with _stage(progress, "fitting Ridge baseline"):
@@ -80,7 +94,24 @@ def fit_candidates(
     with _stage(progress, "fitting XGBoost (boosting rounds)", total=rounds) as task:
         callbacks = [_BoostingProgress(progress, task)] if progress else None
         main = fit_xgboost(x_train, y_train, x_validation, y_validation, xgb_params, callbacks)
+    if base is not None:
+        with _stage(progress, "continuing the champion's boosting"):
+            continued = continue_xgboost(base, x_train, y_train, x_validation, y_validation)
+        if continued is not None:
+            main = better_on(split.validation, main, continued)
     return main, baseline
+
+
+def better_on(frame: pd.DataFrame, *candidates: FittedModel) -> FittedModel:
+    """The candidate with the lowest MAPE on ``frame``; ties go to the first."""
+    scored = [(evaluate(candidate, frame)[0]["mape"], i) for i, candidate in enumerate(candidates)]
+    best = candidates[min(scored)[1]]
+    log.info(
+        "candidates on validation: %s; keeping %s",
+        ", ".join(f"{c.name} {m:.2%}" for c, (m, _) in zip(candidates, scored, strict=True)),
+        best.name,
+    )
+    return best
 
 
 def evaluate(fitted: FittedModel, frame: pd.DataFrame) -> tuple[dict[str, float], pd.Series]:
@@ -131,14 +162,16 @@ def train_and_register(
     xgb_params: dict[str, Any] | None = None,
     progress: Progress | None = None,
     alert_id: str | None = None,
+    base: Pipeline | None = None,
 ) -> TrainingResult:
     """Train on ``split``, log everything to MLflow, register a version and gate promotion.
 
-    The challenger is compared with the current champion on the split's test rows.
+    The challenger is compared with the current champion on the split's test rows. With
+    ``base``, continuing its boosting is one more candidate (see :func:`fit_candidates`).
     """
     client = registry.connect(settings)
     mlflow.set_experiment(settings.experiment_name)
-    main, baseline = fit_candidates(split, progress, xgb_params)
+    main, baseline = fit_candidates(split, progress, xgb_params, base)
     with _stage(progress, "evaluating on the test period"):
         test_metrics, test_predictions = evaluate(main, split.test)
         validation_metrics, _ = evaluate(main, split.validation)
@@ -160,7 +193,14 @@ def train_and_register(
         _stage(progress, "logging to MLflow and registering"),
         mlflow.start_run(run_name=f"train-until-{split.train_until:%Y-%m-%d}") as run,
     ):
-        mlflow.set_tags({"source": source, "decision": decision.reason, **(run_tags or {})})
+        mlflow.set_tags(
+            {
+                "source": source,
+                "decision": decision.reason,
+                "model_kind": main.name,
+                **(run_tags or {}),
+            }
+        )
         mlflow.log_params(
             {
                 **{f"xgb_{k}": v for k, v in main.params.items()},

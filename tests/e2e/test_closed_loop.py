@@ -39,8 +39,9 @@ ONSET = pd.Timestamp("2015-05-01", tz="UTC")
 SHOCK = "market_shock:start=2015-05-01,segment=body=SUV,change=-0.25"
 SALE_DELAY = timedelta(hours=2)
 # Recovery: after the promotion the served MAPE is back within 15% of its pre-shock level
-# (the challenger learns from a few days of sales only), while the frozen first model, on
-# the same events, stays at least 20% worse than before (it measures about 1.3x).
+# (the challenger continues the champion's boosting on a few days of sales; it measured
+# 1.09x, against 1.10-1.20x for a challenger trained from scratch on those days), while the
+# frozen first model, on the same events, stays at least 20% worse than before (1.38x).
 RECOVERED_WITHIN = 1.15
 FROZEN_AT_LEAST = 1.20
 
