@@ -13,7 +13,6 @@ import contextlib
 import logging
 import threading
 import time
-import uuid
 from collections import Counter
 
 import orjson
@@ -21,10 +20,11 @@ from confluent_kafka import Consumer, KafkaException, Message, Producer
 from prometheus_client import start_http_server
 
 from gavel.kafka import admin_client, consumer_config, producer_config
-from gavel.schemas import DriftAlert, ModelAction, ModelUpdate
+from gavel.schemas import DriftAlert
 from gavel.settings import Settings
 from gavel.shutdown import stop_on_signals
-from gavel.topics import AUCTIONS_SOLD, DRIFT_ALERTS, MODELS_UPDATES, PRICES_SCORED
+from gavel.topics import AUCTIONS_SOLD, DRIFT_ALERTS, PRICES_SCORED
+from gavel.updates import new_champion, updates_consumer
 from monitor.core import Monitor
 from monitor.metrics import MonitorMetrics
 from monitor.reference import ReferenceCache
@@ -33,7 +33,6 @@ from monitor.reports import ReportWriter
 log = logging.getLogger(__name__)
 
 POLL_ALIAS_S = 30.0
-SWAP_ACTIONS = {ModelAction.PROMOTED, ModelAction.ROLLED_BACK}
 
 
 class MonitorService:
@@ -66,10 +65,7 @@ class MonitorService:
         self._follow_champion()
         consumer = Consumer(consumer_config(s, s.group("monitor")))
         consumer.subscribe(list(self.topics))
-        # Every monitor process reads every update from now on: a throwaway group.
-        updates_group = f"{s.group('monitor-updates')}-{uuid.uuid4().hex[:8]}"
-        updates = Consumer(consumer_config(s, updates_group, **{"auto.offset.reset": "latest"}))
-        updates.subscribe([s.topic(MODELS_UPDATES)])
+        updates = updates_consumer(s, "monitor")
         last_poll = time.monotonic()
         try:
             while not self.stop.is_set():
@@ -131,13 +127,9 @@ class MonitorService:
     def _handle_update(self, message: Message) -> None:
         if message.error():
             return
-        try:
-            update = ModelUpdate.model_validate_json(message.value())
-        except ValueError as exc:
-            log.warning("ignoring unreadable models.updates event: %s", exc)
-            return
-        if update.model_name == self.settings.model_name and update.action in SWAP_ACTIONS:
-            self._use(update.champion_version or update.version, f"models.updates {update.action}")
+        version = new_champion(message.value(), self.settings.model_name)
+        if version is not None:
+            self._use(version, "models.updates")
 
     def _follow_champion(self) -> None:
         try:

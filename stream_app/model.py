@@ -9,9 +9,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from sklearn.pipeline import Pipeline
@@ -56,8 +56,27 @@ class RegistryModelSource:
     def load(self, version: str) -> LoadedModel:
         started = time.monotonic()
         pipeline = registry.load_pipeline(f"models:/{self.model_name}/{version}")
+        single_threaded(pipeline)
         log.info("loaded %s v%s in %.1fs", self.model_name, version, time.monotonic() - started)
         return LoadedModel(self.model_name, version, pipeline, time.time())
+
+
+def single_threaded(pipeline: Pipeline) -> None:
+    """Predict on one thread: micro-batches are small, and OpenMP threads spinning on
+    the second core slow down the worker, the broker and everything else there."""
+    for estimator in _estimators(pipeline):
+        if "n_jobs" in estimator.get_params(deep=False):
+            estimator.set_params(n_jobs=1)
+
+
+def _estimators(estimator: Any) -> Iterator[Any]:
+    yield estimator
+    for _, step in getattr(estimator, "steps", []):
+        yield from _estimators(step)
+    for name in ("regressor", "regressor_"):  # TransformedTargetRegressor
+        inner = getattr(estimator, name, None)
+        if inner is not None:
+            yield from _estimators(inner)
 
 
 class ModelHolder:
