@@ -44,6 +44,7 @@ from trainer.training import train_and_register  # noqa: E402
 
 console = Console()
 RESULTS = ROOT / "bench" / "results"
+WARMUP_S = 3.0
 
 
 def topic_records(settings: Settings, topic: str) -> int:
@@ -143,41 +144,35 @@ def bare_loop(settings: Settings, listings: int, batch: int) -> dict:
 
 
 def latency_at_rate(settings: Settings, frame, rate: float, workdir: Path) -> dict:
+    """Listed -> scored latency over one paced replay, its first WARMUP_S seconds excluded
+    (the consumer group settles and the model warms up)."""
     worker = start_worker(settings, workdir)
     try:
         url = f"http://{settings.host}:{settings.worker_web_port}/health"
         import httpx
 
         wait_until(lambda: _ok(httpx, url), 90, 0.5)
-        # Warm up: the consumer group must be assigned and the model hot before timing.
-        warmup = frame.head(int(rate * 3))
-        replay(warmup, settings, ReplayOptions(with_sales=False, rate=rate))
-        wait_until(lambda: topic_records(settings, PRICES_SCORED) >= len(warmup), 120)
-        skip = topic_records(settings, PRICES_SCORED)
-        stats = replay(
-            frame.iloc[len(warmup) :], settings, ReplayOptions(with_sales=False, rate=rate)
-        )
-        wait_until(
-            lambda: topic_records(settings, PRICES_SCORED) >= skip + stats.listings * 0.99, 120
-        )
+        stats = replay(frame, settings, ReplayOptions(with_sales=False, rate=rate))
+        wait_until(lambda: topic_records(settings, PRICES_SCORED) >= stats.listings * 0.99, 120)
     finally:
         worker.stop()
-    latencies = []
-    warm_ids = set(warmup["auction_id"])
+    rows = []
     for row in output_timestamps(settings, (PRICES_SCORED,)):
         payload = json.loads(row["value"])
-        if payload["auction_id"] in warm_ids:
-            continue
         ingested = datetime.fromisoformat(payload["ingested_at"]).timestamp()
-        latencies.append(row["ts"] - ingested)
-    values = np.asarray(latencies) * 1000
+        rows.append((ingested, row["ts"] - ingested))
+    timed = np.asarray(rows)
+    timed = timed[timed[:, 0] >= timed[:, 0].min() + WARMUP_S]
+    values = timed[:, 1] * 1000
     return {
         "rate": rate,
         "events": len(values),
+        "warmup_s": WARMUP_S,
         "p50_ms": float(np.percentile(values, 50)),
         "p95_ms": float(np.percentile(values, 95)),
         "p99_ms": float(np.percentile(values, 99)),
         "max_ms": float(values.max()),
+        "over_100_ms": float((values > 100).mean()),
     }
 
 
@@ -220,7 +215,7 @@ def main() -> None:
     console.print(f"3/3 latency at {args.rate:,.0f} events/s…")
     fresh = settings.replace(namespace=f"bench-{tag}-lat.")
     ensure_topics(fresh)
-    n = int(args.rate * args.latency_seconds)
+    n = int(args.rate * (args.latency_seconds + WARMUP_S))
     latency = latency_at_rate(
         fresh, data[data["listed_at"] >= "2015-06-01"].head(n), args.rate, workdir
     )
@@ -232,6 +227,7 @@ def main() -> None:
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "model": f"{settings.model_name} v{champion.version if champion else '?'}",
         "batch_size": settings.worker_batch_size,
+        "batch_within_s": settings.worker_batch_within_s,
         "worker": worker,
         "bare_loop": ceiling,
         "worker_to_ceiling": ratio,

@@ -123,7 +123,9 @@ class Settings(BaseSettings):
     # Services
     worker_web_port: int = 6066
     worker_batch_size: int = Field(500, ge=1)
-    worker_batch_within_s: float = Field(0.05, gt=0)
+    worker_batch_within_s: float = Field(
+        0.05, gt=0, description="Longest wait to fill a micro-batch (seconds)."
+    )
     worker_poll_alias_s: float = Field(30.0, gt=0)
     monitor_metrics_port: int = 9108
     reports_dir: Path = Field(PROJECT_ROOT / "reports")

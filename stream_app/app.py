@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 from typing import Any
@@ -80,6 +81,10 @@ def create_app(settings: Settings) -> faust.App:
     started_at = time.time()
 
     def on_swap(model: LoadedModel) -> None:
+        # The model and the libraries are long-lived: move them out of the collector's
+        # generations, so that full collections stop pausing the stream.
+        gc.collect()
+        gc.freeze()
         metrics.model_swaps.inc()
         metrics.model_info.info({"model_name": model.name, "version": model.version})
         if model.version.isdigit():
