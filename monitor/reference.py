@@ -38,16 +38,22 @@ class Reference:
 
 
 def build_reference(model_name: str, version: str, sample: pd.DataFrame, rows: int) -> Reference:
+    """Drift is measured against every row of ``sample``; the reference MAPE and bias only
+    against its held-out rows (column ``held_out``, when the sample has it)."""
     if len(sample) > rows:
         sample = sample.sample(rows, random_state=0)
     frame = monitored_frame(sample)
+    held_out = frame
+    if "held_out" in sample:
+        mask = sample["held_out"].fillna(False).astype(bool).to_numpy()
+        held_out = frame.loc[mask] if mask.any() else frame
     return Reference(
         model_name=model_name,
         version=version,
         frame=frame,
         dataset=as_dataset(frame.drop(columns=[TARGET])),
-        mape=mape(frame[TARGET], frame[PREDICTION]),
-        bias=bias(frame[TARGET], frame[PREDICTION]),
+        mape=mape(held_out[TARGET], held_out[PREDICTION]),
+        bias=bias(held_out[TARGET], held_out[PREDICTION]),
     )
 
 

@@ -127,13 +127,30 @@ def mmr_metrics(frame: pd.DataFrame) -> dict[str, float]:
 
 
 def reference_sample(
-    frame: pd.DataFrame, predictions: pd.Series, rows: int = REFERENCE_ROWS, seed: int = 0
+    frame: pd.DataFrame,
+    predictions: pd.Series,
+    rows: int = REFERENCE_ROWS,
+    seed: int = 0,
+    seen: tuple[pd.DataFrame, pd.Series] | None = None,
 ) -> pd.DataFrame:
-    """Held-out listings with the model's predictions and the prices, for drift monitoring."""
-    reference = frame.loc[:, [*LISTING_FIELDS, TARGET]].assign(prediction=predictions)
+    """Listings with the model's predictions and the prices, for drift monitoring.
+
+    ``frame`` holds held-out rows; ``seen`` optionally adds rows the model trained on, up
+    to ``rows`` in all, so that a model trained on a few days still gets a reference as
+    wide as its training window. Column ``held_out`` tells them apart: the monitor's
+    reference MAPE comes from held-out rows only.
+    """
+    columns = [*LISTING_FIELDS, TARGET]
+    reference = frame.loc[:, columns].assign(prediction=predictions, held_out=True)
     if len(reference) > rows:
-        reference = reference.sample(rows, random_state=seed).sort_values("listed_at")
-    return reference.reset_index(drop=True)
+        reference = reference.sample(rows, random_state=seed)
+    if seen is not None and len(reference) < rows:
+        seen_frame, seen_predictions = seen
+        extra = seen_frame.loc[:, columns].assign(prediction=seen_predictions, held_out=False)
+        if len(extra) > rows - len(reference):
+            extra = extra.sample(rows - len(reference), random_state=seed)
+        reference = pd.concat([reference, extra])
+    return reference.sort_values("listed_at", kind="stable").reset_index(drop=True)
 
 
 def champion_metrics_on(
@@ -212,7 +229,9 @@ def train_and_register(
             }
         )
         mlflow.log_metrics(metrics)
-        registry.log_reference_sample(reference_sample(split.test, test_predictions))
+        window = pd.concat([split.train, split.validation])
+        seen = (window, evaluate(main, window)[1])
+        registry.log_reference_sample(reference_sample(split.test, test_predictions, seen=seen))
         example = features_and_target(split.test.head(5))[0]
         version = registry.log_model_version(
             main.pipeline,

@@ -79,8 +79,8 @@ def plot_story(
     bottom.set_xlabel("auction time (listing date)")
     bottom.legend(loc="upper left")
     bottom.xaxis.set_major_formatter(mdates.DateFormatter("%b %d"))
-    for label, at in sorted(markers.items(), key=lambda item: item[1]):
-        when = event_time_at(served, at)
+    placed = [(event_time_at(served, at), label) for label, at in markers.items()]
+    for when, label in _merge_close(sorted(placed), served["listed_at"]):
         for axis in (top, bottom):
             axis.axvline(when, color="black", linestyle=":", linewidth=1)
         top.annotate(
@@ -96,3 +96,18 @@ def plot_story(
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _merge_close(
+    markers: list[tuple[pd.Timestamp, str]], times: pd.Series, share: float = 0.01
+) -> list[tuple[pd.Timestamp, str]]:
+    """Markers closer than ``share`` of the time axis share one line, their labels joined,
+    so that e.g. a promotion and the swap a second later do not print over each other."""
+    span = (times.max() - times.min()) * share if len(times) else pd.Timedelta(0)
+    merged: list[tuple[pd.Timestamp, str]] = []
+    for when, label in markers:
+        if merged and when - merged[-1][0] <= span:
+            merged[-1] = (merged[-1][0], f"{merged[-1][1]} / {label}")
+        else:
+            merged.append((when, label))
+    return merged

@@ -38,6 +38,20 @@ def test_build_reference_samples_down_to_rows(reference_sample: pd.DataFrame) ->
     assert again.mape == reference.mape  # the sample is seeded
 
 
+def test_reference_error_comes_from_held_out_rows_only(reference_sample: pd.DataFrame) -> None:
+    sample = reference_sample.head(1000).copy()
+    sample["held_out"] = [i % 2 == 0 for i in range(len(sample))]
+    # In-sample predictions look perfect; they must not flatter the reference MAPE.
+    seen = ~sample["held_out"]
+    sample.loc[seen, "prediction"] = sample.loc[seen, "sellingprice"]
+    reference = build_reference("m", "2", sample, rows=5000)
+    held_out = sample[sample["held_out"]]
+    assert reference.rows == 1000  # drift is measured against every row
+    assert reference.mape == pytest.approx(mape(held_out["sellingprice"], held_out["prediction"]))
+    assert reference.bias == pytest.approx(bias(held_out["sellingprice"], held_out["prediction"]))
+    assert "held_out" not in reference.frame.columns
+
+
 def test_reference_repr_leaves_the_frames_out(reference_sample: pd.DataFrame) -> None:
     text = repr(build_reference("m", "7", reference_sample.head(200), rows=5000))
     assert text.startswith("Reference(model_name='m', version='7', mape=")

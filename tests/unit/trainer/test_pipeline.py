@@ -219,7 +219,8 @@ def test_reference_sample_is_capped(xgb: FittedModel, split: TimeSplit) -> None:
     _, predictions = evaluate(xgb, split.test)
     reference = reference_sample(split.test, predictions, rows=100, seed=3)
     assert len(reference) == 100
-    assert list(reference.columns) == [*LISTING_FIELDS, TARGET, "prediction"]
+    assert list(reference.columns) == [*LISTING_FIELDS, TARGET, "prediction", "held_out"]
+    assert reference["held_out"].all()
     assert reference["listed_at"].is_monotonic_increasing
     assert list(reference.index) == list(range(100))
     assert reference["prediction"].notna().all()
@@ -251,3 +252,20 @@ def test_hand_built_frame_follows_the_contract() -> None:
     assert len(frame) == 500
     split = time_split(frame, auto_cutoff(frame), test_days=30)
     assert len(split.test) >= 5
+
+
+def test_reference_sample_fills_up_with_seen_rows(xgb: FittedModel, split: TimeSplit) -> None:
+    held_out = split.test.head(40)
+    _, predictions = evaluate(xgb, held_out)
+    seen = (split.train, evaluate(xgb, split.train)[1])
+    reference = reference_sample(held_out, predictions, rows=100, seen=seen)
+    assert len(reference) == 100
+    assert reference["held_out"].sum() == 40
+    assert set(reference.loc[reference["held_out"], "auction_id"]) == set(held_out["auction_id"])
+    assert set(reference.loc[~reference["held_out"], "auction_id"]) <= set(
+        split.train["auction_id"]
+    )
+    assert reference["listed_at"].is_monotonic_increasing
+    # Enough held-out rows: nothing seen is added.
+    full = reference_sample(split.test, evaluate(xgb, split.test)[1], rows=100, seen=seen)
+    assert full["held_out"].all()
