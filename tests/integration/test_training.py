@@ -12,7 +12,7 @@ from gavel import registry
 from gavel.settings import Settings
 from producers.sources.synthetic import generate_auctions
 from trainer.split import time_split
-from trainer.training import features_and_target, train_and_register
+from trainer.training import REFERENCE_ROWS, features_and_target, train_and_register
 
 pytestmark = pytest.mark.integration
 
@@ -48,7 +48,16 @@ def test_first_training_registers_a_champion_that_loads_by_alias(
     assert version.tags["gavel.promotion_reason"] == "no champion yet"
     reference = registry.load_reference_sample(client, info.run_id)
     assert {"prediction", "sellingprice", "make", "listed_at"} <= set(reference.columns)
-    assert len(reference) == len(split.test)
+    # Every test row, held out, then rows of the training window up to the 5,000 cap.
+    held_out = reference[reference["held_out"]]
+    assert set(held_out["auction_id"]) == set(split.test["auction_id"])
+    seen = reference[~reference["held_out"]]
+    assert len(reference) == min(
+        REFERENCE_ROWS, len(split.test) + len(split.train) + len(split.validation)
+    )
+    assert set(seen["auction_id"]) <= set(split.train["auction_id"]) | set(
+        split.validation["auction_id"]
+    )
 
 
 def test_a_challenger_that_is_not_better_leaves_the_champion(isolated: Settings, auctions) -> None:
