@@ -123,7 +123,9 @@ def _proc_state(pid: int) -> str:
     return stat.rsplit(")", 1)[1].split()[0]
 
 
-def _group_alive(pgid: int) -> bool:
+def group_members(pgid: int) -> set[int]:
+    """Live (non-zombie) processes in a process group."""
+    members = set()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -132,8 +134,12 @@ def _group_alive(pgid: int) -> bool:
         except OSError:
             continue
         if int(fields[2]) == pgid and fields[0] not in {"Z", "X"}:
-            return True
-    return False
+            members.add(int(entry.name))
+    return members
+
+
+def _group_alive(pgid: int) -> bool:
+    return bool(group_members(pgid))
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:

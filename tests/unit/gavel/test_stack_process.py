@@ -10,22 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gavel.stack.process import ManagedProcess, port_in_use, wait_until
-
-
-def group_members(pgid: int) -> set[int]:
-    """Live (non-zombie) processes in a process group."""
-    members = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] not in {"Z", "X"}:
-            members.add(int(entry.name))
-    return members
+from gavel.stack.process import ManagedProcess, group_members, port_in_use, wait_until
 
 
 def running(pid: int) -> bool:
