@@ -31,7 +31,12 @@ from rich.console import Console
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gavel.kafka import consumer_config, ensure_topics, producer_config  # noqa: E402
+from gavel.kafka import (  # noqa: E402
+    consumer_config,
+    delete_topics_with_prefix,
+    ensure_topics,
+    producer_config,
+)
 from gavel.settings import Settings  # noqa: E402
 from gavel.stack import manager  # noqa: E402
 from gavel.stack.process import ManagedProcess, wait_until  # noqa: E402
@@ -226,6 +231,7 @@ def main() -> None:
     produce(settings, stream)
     service = monitor_process(settings, len(stream))
     baseline = bare_reader(settings, len(stream))
+    delete_topics_with_prefix(settings, settings.namespace)  # keep the broker small
     result = {
         "at": datetime.now(UTC).isoformat(),
         "detection": found,

@@ -30,7 +30,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from gavel import registry  # noqa: E402
-from gavel.kafka import consumer_config, ensure_topics, producer_config  # noqa: E402
+from gavel.kafka import (  # noqa: E402
+    consumer_config,
+    delete_topics_with_prefix,
+    ensure_topics,
+    producer_config,
+)
 from gavel.settings import Settings  # noqa: E402
 from gavel.stack import manager  # noqa: E402
 from gavel.stack.process import ManagedProcess, wait_until  # noqa: E402
@@ -220,6 +225,7 @@ def main() -> None:
         fresh, data[data["listed_at"] >= "2015-06-01"].head(n), args.rate, workdir
     )
 
+    delete_topics_with_prefix(settings, f"bench-{tag}")  # keep the broker small
     ratio = worker["events_per_s"] / ceiling["events_per_s"]
     champion = registry.champion(registry.connect(settings), settings.model_name)
     result = {

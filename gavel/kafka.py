@@ -55,6 +55,20 @@ def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> dict[str, int]
         time.sleep(0.2)
 
 
+def delete_topics_with_prefix(
+    settings: Settings, prefix: str, timeout_s: float = 60.0
+) -> list[str]:
+    """Delete every topic whose name starts with ``prefix`` (a test or benchmark namespace)."""
+    if not prefix:
+        raise ValueError("an empty prefix would delete every topic")
+    admin = admin_client(settings)
+    topics = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix)]
+    if topics:
+        for future in admin.delete_topics(topics, operation_timeout=timeout_s).values():
+            future.result(timeout=timeout_s)
+    return topics
+
+
 def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
     """An idempotent producer: retries cannot duplicate or reorder within a partition.
 

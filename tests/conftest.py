@@ -46,13 +46,9 @@ def stack() -> Iterator[Settings]:
 
 def delete_test_topics(settings: Settings) -> None:
     """Tests make a namespace each; drop their topics so the broker stays small."""
-    from gavel.kafka import admin_client
+    from gavel.kafka import delete_topics_with_prefix
 
-    admin = admin_client(settings)
-    topics = [t for t in admin.list_topics(timeout=10).topics if t.startswith("test-")]
-    if topics:
-        for future in admin.delete_topics(topics, operation_timeout=60).values():
-            future.exception(timeout=60)
+    delete_topics_with_prefix(settings, "test-")
 
 
 @pytest.fixture

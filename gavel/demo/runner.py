@@ -18,7 +18,6 @@ from typing import Any
 
 import httpx
 import pandas as pd
-from confluent_kafka.admin import AdminClient
 from rich.console import Console
 from rich.table import Table
 
@@ -26,7 +25,7 @@ from gavel import registry
 from gavel.demo.plot import plot_story
 from gavel.demo.story import Phases, phases, served_frame
 from gavel.demo.watch import OutputWatcher
-from gavel.kafka import ensure_topics
+from gavel.kafka import delete_topics_with_prefix, ensure_topics
 from gavel.settings import Settings
 from gavel.stack import manager
 from gavel.stack.process import ManagedProcess, StackError, wait_until
@@ -93,11 +92,7 @@ def demo_settings(base: Settings) -> Settings:
 
 def forget_previous_demos(settings: Settings) -> None:
     """Drop earlier demo topics and the demo model, so every run tells the same story."""
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
-    old = [t for t in admin.list_topics(timeout=10).topics if t.startswith(DEMO_NAMESPACE_PREFIX)]
-    if old:
-        for future in admin.delete_topics(old, operation_timeout=30).values():
-            future.result(timeout=30)
+    delete_topics_with_prefix(settings, DEMO_NAMESPACE_PREFIX, timeout_s=30)
     client = registry.connect(settings)
     if client.search_registered_models(f"name='{DEMO_MODEL}'"):
         client.delete_registered_model(DEMO_MODEL)

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from confluent_kafka import Consumer, Producer
 
-from gavel.kafka import consumer_config, ensure_topics, producer_config
+from gavel.kafka import (
+    admin_client,
+    consumer_config,
+    delete_topics_with_prefix,
+    ensure_topics,
+    producer_config,
+)
 from gavel.settings import Settings
 from gavel.topics import AUCTIONS_LISTED, TOPICS
 
@@ -43,3 +51,17 @@ def test_produce_then_consume_keeps_keys_and_partitioning(isolated: Settings) ->
     assert {key: value for key, (value, _) in received.items()} == sent
     # One key always lands on one partition, and the keys spread over several.
     assert len({partition for _, partition in received.values()}) > 1
+
+
+def test_delete_topics_with_prefix_drops_one_namespace_only(stack: Settings) -> None:
+    first = stack.replace(namespace=f"test-del-{uuid.uuid4().hex[:6]}.")
+    second = stack.replace(namespace=f"test-keep-{uuid.uuid4().hex[:6]}.")
+    ensure_topics(first)
+    ensure_topics(second)
+    deleted = delete_topics_with_prefix(stack, first.namespace)
+    assert sorted(deleted) == sorted(first.topic(spec.name) for spec in TOPICS)
+    remaining = admin_client(stack).list_topics(timeout=10).topics
+    assert not [t for t in remaining if t.startswith(first.namespace)]
+    assert {second.topic(spec.name) for spec in TOPICS} <= set(remaining)
+    with pytest.raises(ValueError, match="every topic"):
+        delete_topics_with_prefix(stack, "")
