@@ -55,8 +55,9 @@ def plot_story(
     top.axhline(reference_mape, color="grey", linestyle="--", label="reference MAPE")
     top.set_ylabel(f"MAPE, rolling {ROLLING} sales")
     top.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.0%}"))
-    top.legend(loc="upper left")
-    top.set_title("Gavel demo: market shock → drift alert → retrain → promotion → recovery")
+    # Above the axes: inside, the legend hides the marker labels.
+    top.legend(loc="lower left", bbox_to_anchor=(0, 1.0), ncol=3, frameon=False)
+    fig.suptitle("Gavel demo: market shock → drift alert → retrain → promotion → recovery")
     if scrapes:
         metrics = pd.DataFrame(scrapes)
         times = [event_time_at(served, at) for at in metrics["at"]]
