@@ -73,6 +73,9 @@ class TrainerSettings(BaseModel):
     )
     margin: float = Field(0.02, ge=0, description="Relative MAPE gain needed to promote.")
     lock_ttl_s: float = Field(20.0, gt=1, description="Lease of the single-flight Redis lock.")
+    nice: int = Field(
+        10, ge=0, le=19, description="CPU niceness of `gavel trainer run`: scoring comes first."
+    )
     auto_rollback: bool = False
     rollback_ratio: float = Field(
         1.2,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -287,4 +288,13 @@ def publish_update(producer: Producer, settings: Settings, update: ModelUpdate) 
 
 
 def run_trainer(settings: Settings) -> None:
+    yield_cpu(settings.trainer.nice)
     TrainerService(settings, stop_on_signals()).run()
+
+
+def yield_cpu(nice: int) -> None:
+    """Lower this process's CPU priority: on a machine shared with the scoring worker and
+    the broker, a retraining that fits on every core should wait for them, not they for it."""
+    current = os.nice(0)
+    if nice > current:  # only ever lower the priority; raising it needs root
+        os.nice(nice - current)

@@ -33,6 +33,8 @@ from gavel.topics import DRIFT_ALERTS, MODELS_UPDATES
 
 DEMO_MODEL = "gavel-demo"
 DEMO_NAMESPACE_PREFIX = "demo-"
+# Listings ingested this soon after the first are warm-up: groups settle, first predictions.
+LATENCY_WARMUP_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -320,7 +322,8 @@ def timeline_table(story: Narrator) -> Table:
 def stream_summary(stats: Any, watcher: OutputWatcher) -> Table:
     out = watcher.stats
     wall = (out.last_output_at or 0) - (out.first_output_at or 0)
-    latencies = out.latency_percentiles()
+    latencies = out.latency_percentiles(LATENCY_WARMUP_S)
+    warmup_max = out.warmup_max_s(LATENCY_WARMUP_S)
     table = Table(title="streaming summary", show_header=False)
     table.add_row("listings sent", f"{stats.listings:,}")
     table.add_row("priced", f"{len(out.scored_keys):,}")
@@ -332,6 +335,11 @@ def stream_summary(stats: Any, watcher: OutputWatcher) -> Table:
     if latencies:
         table.add_row(
             "listed → scored latency",
-            " / ".join(f"{k} {v * 1000:,.0f} ms" for k, v in latencies.items()),
+            " / ".join(f"{k} {v * 1000:,.0f} ms" for k, v in latencies.items())
+            + f" (after the first {LATENCY_WARMUP_S:.0f} s)",
+        )
+    if warmup_max is not None:
+        table.add_row(
+            f"first {LATENCY_WARMUP_S:.0f} s (warm-up)", f"max {warmup_max * 1000:,.0f} ms"
         )
     return table

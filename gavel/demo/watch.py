@@ -37,7 +37,7 @@ class OutputStats:
     dead_keys: set[str] = field(default_factory=set)
     dead_reasons: Counter[str] = field(default_factory=Counter)
     versions: Counter[str] = field(default_factory=Counter)
-    latencies_s: list[float] = field(default_factory=list)
+    latencies_s: list[tuple[float, float]] = field(default_factory=list)  # (ingested, latency)
     first_output_at: float | None = None
     last_output_at: float | None = None
 
@@ -45,11 +45,24 @@ class OutputStats:
     def accounted(self) -> int:
         return len(self.scored_keys) + len(self.dead_keys)
 
-    def latency_percentiles(self) -> dict[str, float]:
-        if not self.latencies_s:
+    def latency_percentiles(self, warmup_s: float = 0.0) -> dict[str, float]:
+        """p50/p95/p99 of listed → scored, leaving out listings ingested in the first
+        ``warmup_s`` (consumer groups settling, first predictions warming up)."""
+        steady, _ = self._split_warmup(warmup_s)
+        if not len(steady):
             return {}
+        return {f"p{q}": float(np.percentile(steady, q)) for q in (50, 95, 99)}
+
+    def warmup_max_s(self, warmup_s: float) -> float | None:
+        _, warming = self._split_warmup(warmup_s)
+        return float(warming.max()) if len(warming) else None
+
+    def _split_warmup(self, warmup_s: float) -> tuple[np.ndarray, np.ndarray]:
+        if not self.latencies_s:
+            return np.empty(0), np.empty(0)
         values = np.asarray(self.latencies_s)
-        return {f"p{q}": float(np.percentile(values, q)) for q in (50, 95, 99)}
+        warming = values[:, 0] < values[:, 0].min() + warmup_s
+        return values[~warming, 1], values[warming, 1]
 
 
 def _epoch(iso: str) -> float:
@@ -149,8 +162,9 @@ class OutputWatcher:
                 stats.versions[payload["model_version"]] += 1
                 self.scored.append(payload)
                 if payload.get("ingested_at"):
-                    latency = _epoch(payload["scored_at"]) - _epoch(payload["ingested_at"])
-                    stats.latencies_s.append(max(latency, 0.0))
+                    ingested = _epoch(payload["ingested_at"])
+                    latency = _epoch(payload["scored_at"]) - ingested
+                    stats.latencies_s.append((ingested, max(latency, 0.0)))
             elif topic == AUCTIONS_DEADLETTER:
                 stats.dead_keys.add(key.decode() if key else f"offset-{payload['offset']}")
                 stats.dead_reasons[payload["reason"]] += 1
