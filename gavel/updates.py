@@ -1,5 +1,5 @@
-"""Following ``models.updates``: which events change the champion, and a background
-follower that every process runs for itself (no consumer group: each reads everything).
+"""Following ``models.updates``: which events change the champion, and how a process
+reads every one of them (a throwaway consumer group of its own).
 
 >>> from gavel.schemas import ModelAction, ModelUpdate
 >>> event = ModelUpdate(action=ModelAction.PROMOTED, model_name="m", version="3",

@@ -88,6 +88,3 @@ class BatchOutputs:
         while True:
             self.producer.poll(0)
             await asyncio.sleep(SERVE_EVERY_S)
-
-    def flush(self, timeout_s: float = 30.0) -> int:
-        return self.producer.flush(timeout_s)

@@ -230,8 +230,7 @@ class TrainerService:
 
     def _champion_pipeline(self) -> Pipeline | None:
         """The champion's pipeline, to continue its boosting; None if it cannot be had."""
-        client = registry.connect(self.settings)
-        current = registry.champion(client, self.settings.model_name)
+        current = registry.champion(self.client, self.settings.model_name)
         if current is None:
             return None
         try:

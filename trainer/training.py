@@ -154,14 +154,20 @@ def reference_sample(
 
 
 def champion_metrics_on(
-    client: mlflow.MlflowClient, model_name: str, frame: pd.DataFrame
+    client: mlflow.MlflowClient,
+    model_name: str,
+    frame: pd.DataFrame,
+    pipeline: Pipeline | None = None,
 ) -> tuple[str | None, dict[str, float]]:
-    """The current champion's metrics on ``frame`` (the same rows as the challenger's)."""
+    """The current champion's metrics on ``frame`` (the same rows as the challenger's).
+
+    ``pipeline`` is the champion's, when the caller already loaded it.
+    """
     current = registry.champion(client, model_name)
     if current is None:
         return None, {}
     try:
-        pipeline = registry.load_pipeline(current.uri)
+        pipeline = pipeline or registry.load_pipeline(current.uri)
     except Exception as exc:  # a champion that no longer loads must not block a new one
         log.warning("champion v%s could not be loaded (%s); treating as absent", current, exc)
         return current.version, {}
@@ -184,7 +190,8 @@ def train_and_register(
     """Train on ``split``, log everything to MLflow, register a version and gate promotion.
 
     The challenger is compared with the current champion on the split's test rows. With
-    ``base``, continuing its boosting is one more candidate (see :func:`fit_candidates`).
+    ``base`` (the champion's pipeline, already loaded), continuing its boosting is one
+    more candidate (see :func:`fit_candidates`).
     """
     client = registry.connect(settings)
     mlflow.set_experiment(settings.experiment_name)
@@ -202,7 +209,9 @@ def train_and_register(
             **prefixed(mmr_metrics(split.test), "test_mmr"),
             "test_mape_on_mmr_rows": model_on_mmr_rows["mape"],
         }
-        champion_version, champion = champion_metrics_on(client, settings.model_name, split.test)
+        champion_version, champion = champion_metrics_on(
+            client, settings.model_name, split.test, base
+        )
         metrics |= prefixed(champion, "champion_test")
     decision = decide_promotion(metrics["test_mape"], champion.get("mape"), margin)
     description = split.describe()
