@@ -23,15 +23,33 @@ MIN_MODEL_YEAR = 1950
 MAX_ODOMETER = 1_000_000.0
 MIN_CONDITION = 1.0
 MAX_CONDITION = 5.0
+# Event times outside this range are not auctions but bugs or attacks; they also break
+# pandas (nanoseconds end in 2262) and datetime arithmetic near years 1 and 9999.
+EARLIEST_EVENT_TIME = datetime(1990, 1, 1, tzinfo=UTC)
+LATEST_EVENT_TIME = datetime(2100, 1, 1, tzinfo=UTC)
 
 
 def _as_utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as exc:  # an offset that pushes year 1 or 9999 out of range
+        raise ValueError(f"{value.isoformat()} cannot be expressed in UTC") from exc
+
+
+def _plausible_event_time(value: datetime) -> datetime:
+    if not EARLIEST_EVENT_TIME <= value < LATEST_EVENT_TIME:
+        raise ValueError(
+            f"{value.isoformat()} is outside the plausible range "
+            f"[{EARLIEST_EVENT_TIME:%Y-%m-%d}, {LATEST_EVENT_TIME:%Y-%m-%d})"
+        )
+    return value
 
 
 UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
+EventTime = Annotated[datetime, AfterValidator(_as_utc), AfterValidator(_plausible_event_time)]
+"""A UTC datetime within [EARLIEST_EVENT_TIME, LATEST_EVENT_TIME): when an auction happened."""
 OptionalText = Annotated[str | None, Field(max_length=200)]
 
 
@@ -60,7 +78,7 @@ class Listing(_Event):
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True, allow_inf_nan=False)
 
     auction_id: str = Field(min_length=1, max_length=128)
-    listed_at: UtcDatetime
+    listed_at: EventTime
     year: int = Field(ge=MIN_MODEL_YEAR)
     make: str = Field(min_length=1, max_length=60)
     model: str = Field(min_length=1, max_length=80)
@@ -98,7 +116,7 @@ class Sale(_Event):
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True, allow_inf_nan=False)
 
     auction_id: str = Field(min_length=1, max_length=128)
-    sold_at: UtcDatetime
+    sold_at: EventTime
     sellingprice: float = Field(gt=0)
 
 
@@ -125,6 +143,8 @@ class DeadLetterReason(StrEnum):
     SCHEMA = "schema"
     OUT_OF_RANGE = "out_of_range"
     SCORING_FAILED = "scoring_failed"
+    PAYLOAD_TOO_LARGE = "payload_too_large"
+    OUTPUT_FAILED = "output_failed"
 
 
 class DeadLetter(_Event):
@@ -137,7 +157,13 @@ class DeadLetter(_Event):
     partition: int
     offset: int
     key: str | None = None
-    raw_payload: str = Field(description="The original bytes, UTF-8 decoded with replacement.")
+    raw_payload: str = Field(
+        description="The original bytes, UTF-8 decoded with replacement; "
+        "cut to a bound so that a dead letter always fits on the broker."
+    )
+    payload_bytes: int = Field(0, description="Size of the original payload.")
+    payload_sha256: str | None = Field(None, description="Hash of the original payload.")
+    payload_truncated: bool = False
     dead_lettered_at: UtcDatetime = Field(default_factory=utc_now)
 
 

@@ -130,6 +130,41 @@ class Settings(BaseSettings):
         0.05, gt=0, description="Longest wait to fill a micro-batch (seconds)."
     )
     worker_poll_alias_s: float = Field(30.0, gt=0)
+    worker_max_listing_bytes: int = Field(
+        65_536,
+        ge=1024,
+        description="Larger listings are dead-lettered unread (a listing is ~0.5 KB).",
+    )
+    worker_deadletter_payload_bytes: int = Field(
+        8192,
+        ge=256,
+        le=262_144,
+        description="Raw payload kept in a dead letter (size and sha256 always).",
+    )
+    worker_session_timeout_s: float = Field(
+        10.0, ge=6, le=300, description="Kafka session timeout: how soon a dead worker is noticed."
+    )
+    worker_heartbeat_s: float = Field(1.0, gt=0, description="Kafka heartbeat interval.")
+    worker_instance_id: str | None = Field(
+        None,
+        description="Static group membership (group.instance.id): a restarted worker with the "
+        "same id takes its partitions back without a rebalance. Unique per worker process.",
+    )
+    worker_commit_interval_s: float = Field(
+        1.0, gt=0, description="Offset commits; bounds the duplicates replayed after a crash."
+    )
+    worker_output_timeout_s: float = Field(
+        30.0, ge=1, description="How long the producer tries one output (message.timeout.ms)."
+    )
+    worker_output_retries: int = Field(
+        3, ge=0, description="Re-sends of an output that timed out before the worker gives up."
+    )
+    worker_stall_after_s: float = Field(
+        30.0, gt=0, description="/health degrades when lag stays without progress this long."
+    )
+    worker_stop_timeout_s: float = Field(
+        8.0, gt=0, description="SIGTERM: longest wait for in-flight outputs before exiting."
+    )
     monitor_metrics_port: int = 9108
     reports_dir: Path = Field(PROJECT_ROOT / "reports")
     monitor: MonitorSettings = Field(default_factory=MonitorSettings)

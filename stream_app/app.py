@@ -1,9 +1,16 @@
 """The Faust scoring worker: agents, timers and HTTP views wired to the pure scoring logic.
 
 Delivery is at-least-once: a micro-batch's events are acknowledged to Faust (whose
-offset commits follow the acknowledgements) only after the broker acknowledged the
-batch's outputs. Outputs are keyed like their input, so a replay after a crash
-rewrites the same keys.
+offset commits follow the acknowledgements, every ``worker_commit_interval_s``) only
+after the broker acknowledged the batch's outputs. Outputs are keyed like their input,
+so a replay after a crash rewrites the same keys; the duplicates are bounded by one
+commit interval plus the batches in flight.
+
+Failures stay small: :func:`stream_app.batch.score_batch` isolates every event, the
+agent isolates every batch, an output the broker refuses becomes a dead letter, and
+only an output that cannot be written at all stops the worker (non-zero exit, nothing
+acknowledged, so a restart replays it). SIGTERM drains the in-flight batches, commits
+and exits within ``worker_stop_timeout_s``.
 """
 
 from __future__ import annotations
@@ -12,24 +19,31 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
+import sys
+import threading
 import time
+from collections import Counter
 from typing import Any
 
 import faust
 import orjson
+from confluent_kafka import KafkaError, Producer
 from faust.types import EventT
 from faust.web import Request, Response, View
 from prometheus_client import generate_latest
 
+from gavel.kafka import producer_config
 from gavel.schemas import DeadLetterReason
 from gavel.settings import Settings
 from gavel.topics import AUCTIONS_DEADLETTER, AUCTIONS_LISTED, PRICES_SCORED
 from gavel.updates import UpdateFollower
 from stream_app import faust_tuning
-from stream_app.batch import BatchResult, IncomingEvent, dead_letter, score_batch
+from stream_app.batch import SCORED, BatchResult, IncomingEvent, Limits, score_batch
+from stream_app.health import HealthFacts, assess
 from stream_app.metrics import WorkerMetrics
 from stream_app.model import LoadedModel, ModelHolder, RegistryModelSource
-from stream_app.outputs import BatchOutputs
+from stream_app.outputs import BatchOutputs, OutputPolicy, OutputsFailed, Verdict
 from stream_app.predict import parse_predict_request
 from stream_app.validation import Invalid
 
@@ -38,6 +52,7 @@ log = logging.getLogger("stream_app")
 BATCHES_IN_FLIGHT = 4
 LAG_INTERVAL_S = 5.0
 PROMETHEUS_TEXT = "text/plain; version=0.0.4"  # aiohttp adds the charset itself
+EXIT_OUTPUTS_FAILED = 3
 
 
 def _raw_topic(app: faust.App, name: str) -> faust.TopicT:
@@ -56,101 +71,241 @@ def _incoming(event: EventT) -> IncomingEvent:
     )
 
 
-def create_app(settings: Settings) -> faust.App:
-    """A Faust app that prices ``auctions.listed`` with the registry's champion."""
-    faust_tuning.apply()
-    app = faust.App(
-        settings.group("worker"),
-        broker=f"kafka://{settings.kafka_bootstrap}",
-        store="memory://",
-        key_serializer="raw",
-        value_serializer="raw",
-        topic_partitions=settings.topic_partitions,
-        consumer_auto_offset_reset="earliest",
-        web_port=settings.worker_web_port,
-        web_bind=settings.bind_host,
-        web_host=settings.host,
-        stream_buffer_maxsize=16384,
-    )
-    listed = _raw_topic(app, settings.topic(AUCTIONS_LISTED))
-    scored_topic = settings.topic(PRICES_SCORED)
-    dead_topic = settings.topic(AUCTIONS_DEADLETTER)
-    outputs = BatchOutputs(settings)
-    acking: set[asyncio.Future[None]] = set()  # keeps the acknowledging tasks alive
-    metrics = WorkerMetrics()
-    started_at = time.time()
+def exit_now(why: str, code: int) -> None:
+    """Leave at once, without Faust's shutdown (which would commit and could hang)."""
+    log.critical("exiting with code %d: %s", code, why)
+    for handler in logging.getLogger().handlers:
+        with contextlib.suppress(Exception):
+            handler.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
-    def on_swap(model: LoadedModel) -> None:
+
+class ScoringWorker:
+    """The worker's state and decisions, apart from Faust's wiring in :func:`create_app`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        holder: ModelHolder | None = None,
+        producer: Producer | None = None,
+        on_fatal: Any = None,
+    ) -> None:
+        self.settings = settings
+        self.metrics = WorkerMetrics()
+        self.facts = HealthFacts(stall_after_s=settings.worker_stall_after_s)
+        self.limits = Limits(
+            max_listing_bytes=settings.worker_max_listing_bytes,
+            deadletter_payload_bytes=settings.worker_deadletter_payload_bytes,
+        )
+        self.scored_topic = settings.topic(PRICES_SCORED)
+        self.dead_topic = settings.topic(AUCTIONS_DEADLETTER)
+        self.holder = holder or ModelHolder(RegistryModelSource(settings), on_swap=self.on_swap)
+        self.outputs = BatchOutputs(
+            producer or Producer(self.producer_config()),
+            OutputPolicy(
+                dead_topic=self.dead_topic,
+                retries=settings.worker_output_retries,
+                deadletter_payload_bytes=settings.worker_deadletter_payload_bytes,
+            ),
+            on_fatal=on_fatal or self.on_fatal,
+            on_error=self.on_output_error,
+            on_success=self.on_output_success,
+        )
+        self.acking: set[asyncio.Future[None]] = set()  # keeps the acknowledging tasks alive
+        self.stopping = False
+        self.started_at = time.time()
+
+    def producer_config(self) -> dict[str, Any]:
+        timeout_ms = int(self.settings.worker_output_timeout_s * 1000)
+        return producer_config(self.settings, **{"linger.ms": 2, "message.timeout.ms": timeout_ms})
+
+    # -- model --------------------------------------------------------------------------
+
+    def on_swap(self, model: LoadedModel) -> None:
         # The model and the libraries are long-lived: move them out of the collector's
         # generations, so that full collections stop pausing the stream.
         gc.collect()
         gc.freeze()
-        metrics.model_swaps.inc()
-        metrics.model_info.info({"model_name": model.name, "version": model.version})
+        self.metrics.model_swaps.inc()
+        self.metrics.model_info.info({"model_name": model.name, "version": model.version})
         if model.version.isdigit():
-            metrics.model_version.set(int(model.version))
+            self.metrics.model_version.set(int(model.version))
 
-    holder = ModelHolder(RegistryModelSource(settings), on_swap=on_swap)
-    app.gavel_holder = holder  # type: ignore[attr-defined]
-    app.gavel_metrics = metrics  # type: ignore[attr-defined]
+    # -- outputs ------------------------------------------------------------------------
 
-    def publish(result: BatchResult) -> asyncio.Future[None]:
-        pairs = [(scored_topic, o) for o in result.scored]
-        pairs += [(dead_topic, o) for o in result.dead_letters]
-        return outputs.send(pairs)
+    def on_output_error(self, verdict: Verdict, error: KafkaError) -> None:
+        self.facts.last_output_error_at = time.monotonic()
+        self.metrics.output_errors.labels(verdict=verdict.value).inc()
 
-    def record(result: BatchResult, batch_size: int, seconds: float) -> None:
-        metrics.events_in.inc(batch_size)
-        metrics.batch_size.observe(batch_size)
-        metrics.scoring_latency.observe(seconds)
-        metrics.events_scored.inc(len(result.scored))
-        for reason, count in result.reasons.items():
-            metrics.events_deadlettered.labels(reason=reason).inc(count)
-        for latency in result.latencies_s:
-            metrics.event_latency.observe(latency)
+    def on_output_success(self) -> None:
+        self.facts.last_output_success_at = time.monotonic()
 
-    def process(events: list[EventT]) -> asyncio.Future[None]:
-        incoming = [_incoming(event) for event in events]
-        model = holder.current  # read between batches: a swap never splits a batch
+    def on_fatal(self, why: str) -> None:
+        self.facts.fatal = why
+        self.metrics.fatal_output_failures.inc()
+        exit_now(why, EXIT_OUTPUTS_FAILED)
+
+    # -- scoring ------------------------------------------------------------------------
+
+    def score(self, incoming: list[IncomingEvent]) -> BatchResult:
+        """Score one batch; even a failure outside the per-event isolation costs only
+        this batch, which is dead-lettered whole rather than lost."""
+        model = self.holder.current  # read between batches: a swap never splits a batch
         started = time.perf_counter()
         try:
-            assert model is not None
-            result = score_batch(incoming, model)
-        except Exception as exc:  # never let a batch vanish: dead-letter it whole
+            if model is None:
+                raise RuntimeError("no model loaded")
+            result = score_batch(incoming, model, self.limits)
+        except Exception as exc:
             log.exception("batch of %d could not be processed", len(incoming))
+            result = BatchResult()
             invalid = Invalid(DeadLetterReason.SCORING_FAILED, f"{type(exc).__name__}: {exc}")
-            result = BatchResult(dead_letters=[dead_letter(e, invalid) for e in incoming])
-            result.reasons[invalid.reason.value] += len(incoming)
-        record(result, len(incoming), time.perf_counter() - started)
-        return publish(result)
+            for event in incoming:
+                result.reject(event, invalid, self.limits)
+        self.metrics.events_in.inc(len(incoming))
+        self.metrics.batch_size.observe(len(incoming))
+        self.metrics.scoring_latency.observe(time.perf_counter() - started)
+        for latency in result.latencies_s:
+            self.metrics.event_latency.observe(latency)
+        self.facts.last_progress_at = time.monotonic()
+        return result
 
-    @app.agent(listed, name="score_listings")
-    async def score_listings(stream: faust.StreamT) -> None:
-        model = await holder.wait_ready()
-        log.info("scoring %s with %s v%s", listed.get_topic_name(), model.name, model.version)
+    def publish(self, result: BatchResult) -> asyncio.Future[Counter[str]]:
+        pairs = [(self.scored_topic, o) for o in result.scored]
+        pairs += [(self.dead_topic, o) for o in result.dead_letters]
+        return self.outputs.send(pairs)
+
+    def count_delivered(self, outcomes: Counter[str]) -> None:
+        """Outputs counted once on the broker, by what they finally were."""
+        for outcome, count in outcomes.items():
+            if outcome == SCORED:
+                self.metrics.events_scored.inc(count)
+            else:
+                self.metrics.events_deadlettered.labels(reason=outcome).inc(count)
+
+    async def run_agent(self, stream: faust.StreamT) -> None:
+        """Take micro-batches, score them, acknowledge each once its outputs are written."""
+        model = await self.holder.wait_ready()
+        log.info("scoring %s with %s v%s", self.settings.topic(AUCTIONS_LISTED), *model_id(model))
         in_flight = asyncio.Semaphore(BATCHES_IN_FLIGHT)
 
-        async def ack_when_delivered(delivered: asyncio.Future[None], events: list) -> None:
+        async def ack_when_delivered(delivered: asyncio.Future[Counter[str]], events: list) -> None:
             try:
-                await delivered
+                self.count_delivered(await delivered)
                 for event in events:
                     await stream.ack(event)
+            except OutputsFailed:
+                pass  # never acknowledged: replayed after the restart that follows
             finally:
                 in_flight.release()
 
-        # noack_take: events are acknowledged only once their outputs are on the broker,
-        # while the next batch is already being scored.
-        async for events in stream.noack_take(
-            settings.worker_batch_size, within=settings.worker_batch_within_s
-        ):
-            await in_flight.acquire()
-            pending = asyncio.ensure_future(ack_when_delivered(process(events), events))
-            acking.add(pending)
-            pending.add_done_callback(acking.discard)
+        self.facts.agent_running = True
+        try:
+            # noack_take: events are acknowledged only once their outputs are on the
+            # broker, while the next batch is already being scored.
+            async for events in stream.noack_take(
+                self.settings.worker_batch_size, within=self.settings.worker_batch_within_s
+            ):
+                if self.stopping:
+                    continue  # not acknowledged: the next owner of the partition scores them
+                await in_flight.acquire()
+                delivered = self.publish(self.score([_incoming(event) for event in events]))
+                pending = asyncio.ensure_future(ack_when_delivered(delivered, events))
+                self.acking.add(pending)
+                pending.add_done_callback(self.acking.discard)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self.facts.last_agent_crash_at = time.monotonic()
+            self.metrics.agent_crashes.inc()
+            log.exception("scoring agent crashed; Faust restarts it")
+            raise
+        finally:
+            self.facts.agent_running = False
+
+    async def drain(self, timeout_s: float) -> int:
+        """Stop taking batches and wait for the in-flight ones to be acknowledged."""
+        self.stopping = True
+        pending = list(self.acking)
+        if pending:
+            _, late = await asyncio.wait(pending, timeout=timeout_s)
+            if late:
+                log.warning("%d batches still in flight after %.1fs", len(late), timeout_s)
+        return len(pending)
+
+    # -- health -------------------------------------------------------------------------
+
+    def health(self) -> tuple[dict[str, Any], int]:
+        now = time.monotonic()
+        self.facts.model_loaded = self.holder.current is not None
+        verdict = assess(self.facts, now)
+        self.metrics.healthy.set(1 if verdict.ok else 0)
+        model = self.holder.current
+        body = {
+            "status": verdict.status,
+            "problems": verdict.problems,
+            "model_name": self.settings.model_name,
+            "model_version": model.version if model else None,
+            "consumer_lag": self.facts.lag,
+            "uptime_s": round(time.time() - self.started_at, 1),
+            "events_scored": self.metrics.events_scored._value.get(),
+        }
+        return body, 200 if verdict.ok else 503
+
+    def record_lag(self, lag: int) -> None:
+        if lag == 0 or self.facts.last_progress_at is None:
+            self.facts.last_progress_at = time.monotonic()
+        self.facts.lag = lag
+        self.metrics.consumer_lag.set(lag)
+        stalled = assess(self.facts, time.monotonic()).problems
+        self.metrics.stalled.set(1 if any(p.startswith("stalled") for p in stalled) else 0)
+
+
+def model_id(model: LoadedModel) -> tuple[str, str]:
+    return model.name, model.version
+
+
+def faust_settings(settings: Settings) -> dict[str, Any]:
+    """Faust's own configuration, all of it from Gavel's settings."""
+    return {
+        "broker": f"kafka://{settings.kafka_bootstrap}",
+        "store": "memory://",
+        "key_serializer": "raw",
+        "value_serializer": "raw",
+        "topic_partitions": settings.topic_partitions,
+        "consumer_auto_offset_reset": "earliest",
+        "web_port": settings.worker_web_port,
+        "web_bind": settings.bind_host,
+        "web_host": settings.host,
+        "stream_buffer_maxsize": 16384,
+        # A dead worker is noticed after the session timeout (Faust's default is 60 s);
+        # with a static instance id a restarted one takes its partitions straight back.
+        "broker_session_timeout": settings.worker_session_timeout_s,
+        "broker_heartbeat_interval": settings.worker_heartbeat_s,
+        "consumer_group_instance_id": settings.worker_instance_id,
+        "broker_commit_interval": settings.worker_commit_interval_s,
+        # Faust would wait on shutdown for events it buffered but never handed out: that
+        # hung SIGTERM. The worker drains its own in-flight batches instead.
+        "stream_wait_empty": False,
+    }
+
+
+def create_app(settings: Settings, worker: ScoringWorker | None = None) -> faust.App:
+    """A Faust app that prices ``auctions.listed`` with the registry's champion."""
+    faust_tuning.apply()
+    app = faust.App(settings.group("worker"), **faust_settings(settings))
+    worker = worker or ScoringWorker(settings)
+    holder = worker.holder
+    listed = _raw_topic(app, settings.topic(AUCTIONS_LISTED))
+
+    @app.agent(listed, name="score_listings")
+    async def score_listings(stream: faust.StreamT) -> None:
+        await worker.run_agent(stream)
 
     @app.task
     async def serve_delivery_reports() -> None:
-        await outputs.serve()
+        await worker.outputs.serve()
 
     @app.task
     async def lighten() -> None:
@@ -182,26 +337,37 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.timer(LAG_INTERVAL_S)
     async def measure_lag() -> None:
-        metrics.consumer_lag.set(await consumer_lag(app, listed.get_topic_name()))
+        with contextlib.suppress(Exception):  # the broker may be away; health says so
+            worker.record_lag(await consumer_lag(app, listed.get_topic_name()))
+
+    @app.on_before_shutdown.connect
+    async def drain_and_commit(sender: faust.App, **kwargs: Any) -> None:
+        # Runs once Faust paused the partitions; its consumer commits again after this.
+        budget = settings.worker_stop_timeout_s
+        watchdog = threading.Timer(budget + 1.5, exit_now, ("shutdown overran", 0))
+        watchdog.daemon = True
+        watchdog.start()
+        started = time.monotonic()
+        batches = await worker.drain(budget * 0.75)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(app.consumer.commit(), budget * 0.2)
+        log.info(
+            "drained %d batches in flight and committed in %.2fs",
+            batches,
+            time.monotonic() - started,
+        )
 
     @app.page("/health")
     class Health(View):
         async def get(self, request: Request) -> Response:
-            model = holder.current
-            body = {
-                "status": "ok" if model else "waiting_for_champion",
-                "model_name": settings.model_name,
-                "model_version": model.version if model else None,
-                "consumer_lag": metrics.consumer_lag._value.get(),
-                "uptime_s": round(time.time() - started_at, 1),
-                "events_scored": metrics.events_scored._value.get(),
-            }
-            return self.json(body, status=200 if model else 503)
+            body, status = worker.health()
+            return self.json(body, status=status)
 
     @app.page("/metrics")
     class Metrics(View):
         async def get(self, request: Request) -> Response:
-            exposition = generate_latest(metrics.registry).decode()
+            worker.health()  # refreshes the healthy gauge
+            exposition = generate_latest(worker.metrics.registry).decode()
             return self.text(exposition, content_type=PROMETHEUS_TEXT)
 
     @app.page("/predict")

@@ -1,9 +1,26 @@
 """Scoring one micro-batch: validate each event, price the valid ones together, and turn
 every failure into a dead letter. Pure logic; the Faust agent only moves bytes.
+
+Every stage is isolated per event: reading the payload, validation, feature derivation
+and prediction (a failing batch call is retried row by row), and serialisation. One bad
+event costs that event alone, never its batch, and :func:`score_batch` never raises:
+
+>>> class Flat:
+...     name, version = "m", "1"
+...     def predict(self, listings):
+...         return [10_000.0] * len(listings)
+>>> good = (b'{"auction_id": "a1", "listed_at": "2015-01-05T10:00:00Z", "year": 2012,'
+...         b' "make": "Ford", "model": "Fusion"}')
+>>> events = [IncomingEvent(b"a1", good, "auctions.listed", 0, 0),
+...           IncomingEvent(None, b"\\xff{", "auctions.listed", 0, 1, timestamp_s=1e300)]
+>>> result = score_batch(events, Flat())
+>>> len(result.scored), dict(result.reasons)
+(1, {'not_json': 1})
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 from collections import Counter
@@ -18,6 +35,9 @@ from gavel.schemas import DeadLetter, DeadLetterReason, Listing, ScoredPrice, ut
 from stream_app.validation import Invalid, parse_listing
 
 log = logging.getLogger(__name__)
+
+DEFAULT_MAX_LISTING_BYTES = 65_536
+DEFAULT_DEADLETTER_PAYLOAD_BYTES = 8192
 
 
 class BatchModel(Protocol):
@@ -37,10 +57,29 @@ class IncomingEvent:
     timestamp_s: float | None = None
 
 
+SCORED = "scored"
+
+
 @dataclass(frozen=True)
 class Output:
+    """One record to produce: a score, or a dead letter whose ``outcome`` is its reason.
+
+    ``source`` lets the producer replace it with a smaller dead letter when the broker
+    refuses it for good (too large, or another permanent error).
+    """
+
     key: bytes | None
     value: bytes
+    source: IncomingEvent | None = None
+    outcome: str = SCORED
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Size bounds on what the worker reads and writes back."""
+
+    max_listing_bytes: int = DEFAULT_MAX_LISTING_BYTES
+    deadletter_payload_bytes: int = DEFAULT_DEADLETTER_PAYLOAD_BYTES
 
 
 @dataclass
@@ -50,25 +89,73 @@ class BatchResult:
     reasons: Counter[str] = field(default_factory=Counter)
     latencies_s: list[float] = field(default_factory=list)
 
+    def reject(self, event: IncomingEvent, invalid: Invalid, limits: Limits) -> None:
+        self.dead_letters.append(dead_letter(event, invalid, limits.deadletter_payload_bytes))
+        self.reasons[invalid.reason.value] += 1
 
-def _from_epoch(seconds: float | None) -> datetime | None:
-    return datetime.fromtimestamp(seconds, UTC) if seconds is not None else None
+
+def broker_time(seconds: float | None) -> datetime | None:
+    """A Kafka timestamp as a datetime, or None for any value no datetime can hold.
+
+    >>> broker_time(1e300) is None, broker_time(-1.0) is None, broker_time(0.0).year
+    (True, True, 1970)
+    """
+    if seconds is None or not math.isfinite(seconds) or seconds < 0:
+        return None
+    try:
+        return datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
-def dead_letter(event: IncomingEvent, invalid: Invalid) -> Output:
-    key = event.key.decode("utf-8", "replace") if event.key else None
-    raw = event.value.decode("utf-8", "replace") if event.value is not None else ""
+def dead_letter(
+    event: IncomingEvent,
+    invalid: Invalid,
+    max_payload_bytes: int = DEFAULT_DEADLETTER_PAYLOAD_BYTES,
+) -> Output:
+    """The dead letter of ``event``: reason, source position, and the raw payload cut to
+    ``max_payload_bytes`` (its full size and sha256 are kept), so it always fits."""
+    raw = event.value or b""
+    kept = raw[:max_payload_bytes]
     letter = DeadLetter(
         reason=invalid.reason,
-        detail=invalid.detail,
-        errors=invalid.errors,
+        detail=invalid.detail[:2000],
+        errors=invalid.errors[:20],
         source_topic=event.topic,
         partition=event.partition,
         offset=event.offset,
-        key=key,
-        raw_payload=raw,
+        key=event.key[:256].decode("utf-8", "replace") if event.key else None,
+        raw_payload=kept.decode("utf-8", "replace"),
+        payload_bytes=len(raw),
+        payload_sha256=hashlib.sha256(raw).hexdigest(),
+        payload_truncated=len(kept) < len(raw),
     )
-    return Output(event.key, letter.to_json_bytes())
+    return Output(event.key, letter.to_json_bytes(), source=event, outcome=invalid.reason.value)
+
+
+def _failure(exc: BaseException) -> Invalid:
+    return Invalid(DeadLetterReason.SCORING_FAILED, f"{type(exc).__name__}: {exc}"[:500])
+
+
+def parse_event(event: IncomingEvent, limits: Limits) -> Listing | Invalid:
+    """The listing in ``event``, or why there is none. Never raises."""
+    size = len(event.value or b"")
+    if size > limits.max_listing_bytes:
+        return Invalid(
+            DeadLetterReason.PAYLOAD_TOO_LARGE,
+            f"payload of {size} bytes exceeds the {limits.max_listing_bytes}-byte limit",
+        )
+    try:
+        return parse_listing(event.value)
+    except Exception as exc:  # a validator bug must cost one event, not the batch
+        log.warning("unexpected %s parsing offset %d", type(exc).__name__, event.offset)
+        return Invalid(DeadLetterReason.SCHEMA, f"{type(exc).__name__}: {exc}"[:500])
+
+
+def _valid_price(price: float) -> float | Invalid:
+    if not math.isfinite(price) or price <= 0:
+        return Invalid(DeadLetterReason.SCORING_FAILED, f"model returned price {price!r}")
+    return price
 
 
 def predict_isolating_failures(
@@ -86,28 +173,26 @@ def predict_isolating_failures(
     results: list[float | Invalid] = []
     for listing in listings:
         try:
-            price = float(model.predict([listing])[0])
+            results.append(_valid_price(float(model.predict([listing])[0])))
         except Exception as exc:
-            results.append(Invalid(DeadLetterReason.SCORING_FAILED, f"{type(exc).__name__}: {exc}"))
-            continue
-        if not math.isfinite(price) or price <= 0:
-            results.append(
-                Invalid(DeadLetterReason.SCORING_FAILED, f"model returned price {price!r}")
-            )
-        else:
-            results.append(price)
+            results.append(_failure(exc))
     return results
 
 
-def score_batch(events: Sequence[IncomingEvent], model: BatchModel) -> BatchResult:
-    """Scored prices and dead letters for ``events``; never raises for a bad event."""
+def score_batch(
+    events: Sequence[IncomingEvent], model: BatchModel, limits: Limits | None = None
+) -> BatchResult:
+    """Scored prices and dead letters for ``events``: exactly one output per event.
+
+    Never raises for a bad event; an unexpected failure is that event's dead letter.
+    """
+    limits = limits or Limits()
     result = BatchResult()
     valid: list[tuple[IncomingEvent, Listing]] = []
     for event in events:
-        parsed = parse_listing(event.value)
+        parsed = parse_event(event, limits)
         if isinstance(parsed, Invalid):
-            result.dead_letters.append(dead_letter(event, parsed))
-            result.reasons[parsed.reason.value] += 1
+            result.reject(event, parsed, limits)
         else:
             valid.append((event, parsed))
     prices = predict_isolating_failures(model, [listing for _, listing in valid])
@@ -115,22 +200,24 @@ def score_batch(events: Sequence[IncomingEvent], model: BatchModel) -> BatchResu
     now_s = scored_at.timestamp()
     for (event, listing), price in zip(valid, prices, strict=True):
         if isinstance(price, Invalid):
-            result.dead_letters.append(dead_letter(event, price))
-            result.reasons[price.reason.value] += 1
+            result.reject(event, price, limits)
             continue
-        scored = ScoredPrice(
-            auction_id=listing.auction_id,
-            predicted_price=round(price, 2),
-            model_name=model.name,
-            model_version=model.version,
-            listed_at=listing.listed_at,
-            scored_at=scored_at,
-            ingested_at=_from_epoch(event.timestamp_s),
-            features=listing,
-        )
-        result.scored.append(
-            Output(event.key or listing.auction_id.encode(), scored.to_json_bytes())
-        )
-        if event.timestamp_s is not None:
-            result.latencies_s.append(max(now_s - event.timestamp_s, 0.0))
+        try:
+            value = ScoredPrice(
+                auction_id=listing.auction_id,
+                predicted_price=round(price, 2),
+                model_name=model.name,
+                model_version=model.version,
+                listed_at=listing.listed_at,
+                scored_at=scored_at,
+                ingested_at=broker_time(event.timestamp_s),
+                features=listing,
+            ).to_json_bytes()
+        except Exception as exc:
+            result.reject(event, _failure(exc), limits)
+            continue
+        key = event.key or listing.auction_id.encode()
+        result.scored.append(Output(key, value, source=event))
+        if event.timestamp_s is not None and math.isfinite(event.timestamp_s):
+            result.latencies_s.append(min(max(now_s - event.timestamp_s, 0.0), 1e6))
     return result

@@ -53,3 +53,26 @@ class WorkerMetrics:
         self.model_version = Gauge(
             "gavel_worker_model_version", "Numeric version of the serving model.", registry=r
         )
+        self.output_errors = Counter(
+            "gavel_worker_output_errors",
+            "Outputs the broker refused, by what the worker did: retry, replace (dead "
+            "letter) or fatal (exit).",
+            ["verdict"],
+            registry=r,
+        )
+        self.fatal_output_failures = Counter(
+            "gavel_worker_fatal_output_failures",
+            "Times the worker gave up on writing outputs (it then exits non-zero).",
+            registry=r,
+        )
+        self.agent_crashes = Counter(
+            "gavel_worker_agent_crashes",
+            "Times the scoring agent died and was restarted.",
+            registry=r,
+        )
+        self.stalled = Gauge(
+            "gavel_worker_stalled",
+            "1 while the consumer lag stays without progress past worker_stall_after_s.",
+            registry=r,
+        )
+        self.healthy = Gauge("gavel_worker_healthy", "1 when /health says ok, else 0.", registry=r)
