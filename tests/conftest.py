@@ -44,11 +44,21 @@ def stack() -> Iterator[Settings]:
         manager.down(settings, to_start, console=Console(stderr=True, quiet=True))
 
 
+# Every namespace of this test session starts with this prefix, so that the clean-up
+# drops this session's topics only, never those of another session sharing the broker.
+SESSION_PREFIX = f"tests-{uuid.uuid4().hex[:6]}-"
+
+
+def fresh_namespace() -> str:
+    """A fresh namespace for one test, under this session's prefix."""
+    return f"{SESSION_PREFIX}{uuid.uuid4().hex[:8]}."
+
+
 def delete_test_topics(settings: Settings) -> None:
     """Tests make a namespace each; drop their topics so the broker stays small."""
     from gavel.kafka import delete_topics_with_prefix
 
-    delete_topics_with_prefix(settings, "test-")
+    delete_topics_with_prefix(settings, SESSION_PREFIX)
 
 
 @pytest.fixture
@@ -58,7 +68,7 @@ def isolated(stack: Settings, tmp_path: Path) -> Settings:
 
     tag = uuid.uuid4().hex[:8]
     settings = stack.replace(
-        namespace=f"test-{tag}.",
+        namespace=fresh_namespace(),
         model_name=f"gavel-test-{tag}",
         experiment_name="gavel-tests",
         reports_dir=tmp_path / "reports",

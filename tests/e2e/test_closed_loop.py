@@ -26,6 +26,7 @@ from producers.replay import ReplayOptions, replay
 from producers.sources.scenarios import parse_scenario
 from producers.sources.synthetic import generate_auctions
 from producers.timeline import select
+from tests.conftest import fresh_namespace
 from tests.e2e.conftest import SMALL_XGB, worker_health_url
 from tests.helpers import consume, end_offsets, free_port, http_ok, service, wait_for
 from trainer.service import TrainerStore
@@ -59,7 +60,7 @@ def auctions(*scenarios: str) -> pd.DataFrame:
 def loop_settings(stack: Settings, tmp_path: Path, **trainer: object) -> Settings:
     tag = uuid.uuid4().hex[:8]
     return stack.replace(
-        namespace=f"test-{tag}.",
+        namespace=fresh_namespace(),
         model_name=f"gavel-test-loop-{tag}",
         experiment_name="gavel-tests",
         reports_dir=tmp_path / "reports",

@@ -19,6 +19,7 @@ from producers.replay import ReplayOptions, replay
 from producers.sources.scenarios import parse_scenario
 from producers.sources.synthetic import generate_auctions
 from producers.timeline import select
+from tests.conftest import fresh_namespace
 from tests.e2e.conftest import SMALL_XGB, worker_health_url
 from tests.helpers import free_port, http_ok, service, wait_for
 from tests.unit.deploy.test_dashboards import dashboard_exprs, load_dashboard
@@ -33,7 +34,7 @@ def observed(stack: Settings, tmp_path: Path) -> Iterator[Settings]:
     """A worker, a monitor and a Prometheus scraping both every second."""
     tag = uuid.uuid4().hex[:8]
     settings = stack.replace(
-        namespace=f"test-{tag}.",
+        namespace=fresh_namespace(),
         model_name=f"gavel-test-dash-{tag}",
         experiment_name="gavel-tests",
         stack_dir=tmp_path / "stack",

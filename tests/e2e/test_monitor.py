@@ -19,6 +19,7 @@ from producers.replay import ReplayOptions, replay
 from producers.sources.scenarios import parse_scenario
 from producers.sources.synthetic import generate_auctions
 from producers.timeline import select
+from tests.conftest import fresh_namespace
 from tests.e2e.conftest import SMALL_XGB, worker_health_url
 from tests.helpers import consume, end_offsets, free_port, http_ok, scrape, service, wait_for
 from trainer.split import time_split
@@ -70,7 +71,7 @@ class Pipeline:
 def pipeline(stack: Settings, model_name: str, tmp_path: Path) -> Iterator[Pipeline]:
     """A worker and a monitor in a fresh namespace."""
     settings = stack.replace(
-        namespace=f"test-{uuid.uuid4().hex[:8]}.",
+        namespace=fresh_namespace(),
         model_name=model_name,
         worker_web_port=free_port(),
         monitor_metrics_port=free_port(),

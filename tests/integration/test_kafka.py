@@ -16,6 +16,7 @@ from gavel.kafka import (
 )
 from gavel.settings import Settings
 from gavel.topics import AUCTIONS_LISTED, TOPICS
+from tests.conftest import SESSION_PREFIX
 
 pytestmark = pytest.mark.integration
 
@@ -54,8 +55,8 @@ def test_produce_then_consume_keeps_keys_and_partitioning(isolated: Settings) ->
 
 
 def test_delete_topics_with_prefix_drops_one_namespace_only(stack: Settings) -> None:
-    first = stack.replace(namespace=f"test-del-{uuid.uuid4().hex[:6]}.")
-    second = stack.replace(namespace=f"test-keep-{uuid.uuid4().hex[:6]}.")
+    first = stack.replace(namespace=f"{SESSION_PREFIX}del-{uuid.uuid4().hex[:6]}.")
+    second = stack.replace(namespace=f"{SESSION_PREFIX}keep-{uuid.uuid4().hex[:6]}.")
     ensure_topics(first)
     ensure_topics(second)
     deleted = delete_topics_with_prefix(stack, first.namespace)

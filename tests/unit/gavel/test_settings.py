@@ -94,7 +94,7 @@ def test_invalid_values_are_rejected(monkeypatch: pytest.MonkeyPatch, env: str, 
         Settings()
 
 
-def test_namespace_applies_to_topics_and_groups() -> None:
+def fresh_namespace_applies_to_topics_and_groups() -> None:
     settings = Settings(namespace="test-1a2b.")
     assert settings.topic(topics.AUCTIONS_LISTED) == "test-1a2b.auctions.listed"
     assert settings.topic(topics.MODELS_UPDATES) == "test-1a2b.models.updates"
