@@ -61,6 +61,10 @@ def service(
                     raise TimeoutError(f"{name} not ready in {timeout_s}s:\n{process.log_tail(40)}")
                 time.sleep(0.5)
         yield process
+    except BaseException:
+        # The service's own account of what happened is what one needs to see first.
+        print(f"\n--- {name} log, last 80 lines ---\n{process.log_tail(80)}")
+        raise
     finally:
         process.stop()
 
@@ -128,9 +132,31 @@ def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     return samples
 
 
-def wait_for(check: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
+def wait_for(
+    check: Callable[[], bool],
+    timeout_s: float,
+    what: str,
+    progress: Callable[[], object] | None = None,
+    ceiling_s: float | None = None,
+) -> None:
+    """Wait until ``check()``; fail after ``timeout_s`` without it.
+
+    With ``progress``, the wait follows the services' own signals instead of the clock:
+    each time ``progress()`` changes (offsets moving, a status changing) the timeout
+    starts again, so a slow, loaded machine is not mistaken for a stuck service, up to
+    ``ceiling_s`` (default five timeouts) in all.
+    """
+    started = time.monotonic()
+    ceiling = started + (ceiling_s if ceiling_s is not None else 5 * timeout_s)
+    deadline = started + timeout_s
+    last = progress() if progress is not None else None
     while not check():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout_s}s waiting for {what}")
+        now = time.monotonic()
+        if progress is not None:
+            current = progress()
+            if current != last:
+                last, deadline = current, now + timeout_s
+        if now > min(deadline, ceiling):
+            idle = "" if progress is None else f", last progress: {last!r}"
+            raise TimeoutError(f"timed out after {now - started:.0f}s waiting for {what}{idle}")
         time.sleep(0.5)

@@ -119,7 +119,19 @@ def test_a_market_shock_is_detected_retrained_promoted_and_recovered(loop: Setti
     stats = replay(frame, loop, ReplayOptions(sale_delay=SALE_DELAY, rate=1200))
     assert stats.failed == 0
     client = registry.connect(loop)
-    wait_for(lambda: registry.champion(client, loop.model_name).version == "2", 120, "v2 champion")
+    store = TrainerStore(loop)
+    wait_for(
+        lambda: registry.champion(client, loop.model_name).version == "2",
+        120,
+        "v2 champion",
+        # Alerts, the trainer's status and decisions: as long as these move, the loop works.
+        progress=lambda: (
+            end_offsets(loop, DRIFT_ALERTS),
+            store.client.get(store.prefix + "status"),
+            len(store.decisions(50)),
+        ),
+        ceiling_s=600,
+    )
 
     # 1. A performance alert was raised after the onset.
     alerts = [r.json() for r in consume(loop, DRIFT_ALERTS, until=lambda r: len(r) >= 1)]
