@@ -268,16 +268,28 @@ def replay_summary(stats: ReplayStats) -> Table:
 @app.command()
 def worker(
     loglevel: Annotated[str, typer.Option(help="Faust log level.")] = "info",
+    instance_id: Annotated[
+        str | None,
+        typer.Option(
+            help="Static group membership (GAVEL_WORKER_INSTANCE_ID): a worker restarted "
+            "with the same id takes its partitions back at once. Unique per process.",
+        ),
+    ] = None,
 ) -> None:
     """Run the Faust scoring worker: price auctions.listed with the champion model, emit
-    prices.scored, dead-letter bad events, hot-swap new champions.
+    prices.scored, dead-letter bad events (with a reason), hot-swap new champions.
 
-    HTTP on GAVEL_WORKER_WEB_PORT: POST /predict, GET /health, GET /metrics.
-    Run up to one worker per partition of auctions.listed.
+    HTTP on GAVEL_WORKER_WEB_PORT: POST /predict, GET /health (503 when degraded),
+    GET /metrics. Run up to one worker per partition of auctions.listed. SIGTERM drains
+    the batches in flight and commits; exit code 3 means outputs could not be written
+    (nothing was acknowledged, a restart replays them).
     """
     from stream_app.app import run_worker
 
-    run_worker(get_settings(), loglevel=loglevel)
+    settings = get_settings()
+    if instance_id is not None:
+        settings = settings.replace(worker_instance_id=instance_id)
+    run_worker(settings, loglevel=loglevel)
 
 
 @app.command()
