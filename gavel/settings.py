@@ -148,7 +148,8 @@ class Settings(BaseSettings):
     worker_instance_id: str | None = Field(
         None,
         description="Static group membership (group.instance.id): a restarted worker with the "
-        "same id takes its partitions back without a rebalance. Unique per worker process.",
+        "same id takes its partitions back without a rebalance. Unique per worker process; "
+        "'{hostname}' is replaced by the host's name (a container's survives restarts).",
     )
     worker_commit_interval_s: float = Field(
         1.0, gt=0, description="Offset commits; bounds the duplicates replayed after a crash."

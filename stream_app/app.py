@@ -20,6 +20,7 @@ import contextlib
 import gc
 import logging
 import os
+import socket
 import sys
 import threading
 import time
@@ -266,6 +267,18 @@ def model_id(model: LoadedModel) -> tuple[str, str]:
     return model.name, model.version
 
 
+def instance_id(settings: Settings) -> str | None:
+    """The static group member id, with ``{hostname}`` filled in.
+
+    >>> import socket
+    >>> instance_id(Settings(worker_instance_id="w-{hostname}")) == f"w-{socket.gethostname()}"
+    True
+    """
+    if settings.worker_instance_id is None:
+        return None
+    return settings.worker_instance_id.replace("{hostname}", socket.gethostname())
+
+
 def faust_settings(settings: Settings) -> dict[str, Any]:
     """Faust's own configuration, all of it from Gavel's settings."""
     return {
@@ -283,7 +296,7 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
         # with a static instance id a restarted one takes its partitions straight back.
         "broker_session_timeout": settings.worker_session_timeout_s,
         "broker_heartbeat_interval": settings.worker_heartbeat_s,
-        "consumer_group_instance_id": settings.worker_instance_id,
+        "consumer_group_instance_id": instance_id(settings),
         "broker_commit_interval": settings.worker_commit_interval_s,
         # Faust would wait on shutdown for events it buffered but never handed out: that
         # hung SIGTERM. The worker drains its own in-flight batches instead.
