@@ -136,6 +136,10 @@ class ScoredPrice(_Event):
         None, description="When the listing reached auctions.listed (its Kafka timestamp)."
     )
     features: Listing
+    model_source: Literal["registry", "cache"] = Field(
+        "registry",
+        description="'cache': priced by the worker's local copy while the registry was down.",
+    )
 
 
 class DeadLetterReason(StrEnum):

@@ -130,6 +130,11 @@ class Settings(BaseSettings):
         0.05, gt=0, description="Longest wait to fill a micro-batch (seconds)."
     )
     worker_poll_alias_s: float = Field(30.0, gt=0)
+    worker_model_cache_dir: Path = Field(
+        PROJECT_ROOT / ".cache" / "models",
+        description="The last champion served, kept locally: a worker that starts while "
+        "the registry is down serves it.",
+    )
     worker_max_listing_bytes: int = Field(
         65_536,
         ge=1024,

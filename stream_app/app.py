@@ -43,7 +43,8 @@ from stream_app import faust_tuning
 from stream_app.batch import SCORED, BatchResult, IncomingEvent, Limits, score_batch
 from stream_app.health import HealthFacts, assess
 from stream_app.metrics import WorkerMetrics
-from stream_app.model import LoadedModel, ModelHolder, RegistryModelSource
+from stream_app.model import CACHE, LoadedModel, ModelHolder, RegistryModelSource
+from stream_app.model_cache import ModelCache
 from stream_app.outputs import BatchOutputs, OutputPolicy, OutputsFailed, Verdict
 from stream_app.predict import parse_predict_request
 from stream_app.validation import Invalid
@@ -101,7 +102,12 @@ class ScoringWorker:
         )
         self.scored_topic = settings.topic(PRICES_SCORED)
         self.dead_topic = settings.topic(AUCTIONS_DEADLETTER)
-        self.holder = holder or ModelHolder(RegistryModelSource(settings), on_swap=self.on_swap)
+        self.holder = holder or ModelHolder(
+            RegistryModelSource(settings),
+            on_swap=self.on_swap,
+            cache=ModelCache(settings.worker_model_cache_dir),
+            model_name=settings.model_name,
+        )
         self.outputs = BatchOutputs(
             producer or Producer(self.producer_config()),
             OutputPolicy(
@@ -248,11 +254,23 @@ class ScoringWorker:
             "problems": verdict.problems,
             "model_name": self.settings.model_name,
             "model_version": model.version if model else None,
+            "model_source": model.source if model else None,
+            "warnings": self.warnings(),
             "consumer_lag": self.facts.lag,
             "uptime_s": round(time.time() - self.started_at, 1),
             "events_scored": self.metrics.events_scored._value.get(),
         }
         return body, 200 if verdict.ok else 503
+
+    def warnings(self) -> list[str]:
+        """What an operator should know that does not stop the worker from scoring."""
+        model = self.holder.current
+        notes = []
+        if self.holder.registry_error is not None:
+            notes.append(f"registry unreachable: {self.holder.registry_error}")
+        if model is not None and model.source == CACHE:
+            notes.append(f"serving v{model.version} from the local cache, not confirmed")
+        return notes
 
     def record_lag(self, lag: int) -> None:
         if lag == 0 or self.facts.last_progress_at is None:

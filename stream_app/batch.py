@@ -43,6 +43,7 @@ DEFAULT_DEADLETTER_PAYLOAD_BYTES = 8192
 class BatchModel(Protocol):
     name: str
     version: str
+    source: str
 
     def predict(self, listings: Sequence[Listing]) -> np.ndarray: ...
 
@@ -212,6 +213,7 @@ def score_batch(
                 scored_at=scored_at,
                 ingested_at=broker_time(event.timestamp_s),
                 features=listing,
+                model_source=getattr(model, "source", "registry"),
             ).to_json_bytes()
         except Exception as exc:
             result.reject(event, _failure(exc), limits)

@@ -2,26 +2,45 @@
 
 The holder keeps one :class:`LoadedModel`; the agent reads ``holder.current`` once per
 batch, so a swap can never split a batch between two versions.
+
+The registry decides what is served: the holder serves only the version the
+``champion`` alias names. A ``models.updates`` event is a hint to look now, never an
+order to load the version it names. Each champion served is kept in a local
+:class:`~stream_app.model_cache.ModelCache`; a worker that starts while the registry is
+down serves that copy (``source="cache"``) until the registry answers again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import numpy as np
+from mlflow.exceptions import MlflowException
 from sklearn.pipeline import Pipeline
 
 from gavel import registry
 from gavel.features import listings_frame
 from gavel.schemas import Listing
 from gavel.settings import Settings
+from stream_app.model_cache import ModelCache
 
 log = logging.getLogger(__name__)
+
+FAST_FAILING_MLFLOW = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "0.5",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+}
+
+
+REGISTRY = "registry"
+CACHE = "cache"
 
 
 @dataclass(frozen=True)
@@ -30,6 +49,7 @@ class LoadedModel:
     version: str
     pipeline: Pipeline
     loaded_at: float
+    source: str = REGISTRY  # or CACHE: served from the local copy, registry not confirmed
 
     def predict(self, listings: Sequence[Listing]) -> np.ndarray:
         """Prices for a batch, in one native pipeline call."""
@@ -46,12 +66,23 @@ class RegistryModelSource:
     """Reads the champion alias and loads versions from the MLflow registry."""
 
     def __init__(self, settings: Settings) -> None:
+        # MLflow's client retries a request for minutes by default; the worker would sit
+        # that long before falling back to its cache. A few quick tries are enough here:
+        # the alias poll asks again soon.
+        for name, value in FAST_FAILING_MLFLOW.items():
+            os.environ.setdefault(name, value)
         self.model_name = settings.model_name
         self.client = registry.connect(settings)
 
     def champion_version(self) -> str | None:
-        current = registry.champion(self.client, self.model_name)
-        return current.version if current else None
+        """The champion alias's version; None if there is none; raises if unreachable."""
+        try:
+            version = self.client.get_model_version_by_alias(self.model_name, registry.CHAMPION)
+        except MlflowException as exc:
+            if exc.error_code in {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}:
+                return None
+            raise
+        return str(version.version)
 
     def load(self, version: str) -> LoadedModel:
         started = time.monotonic()
@@ -83,11 +114,18 @@ class ModelHolder:
     """The model in service, with background loading of new champions."""
 
     def __init__(
-        self, source: ModelSource, on_swap: Callable[[LoadedModel], None] | None = None
+        self,
+        source: ModelSource,
+        on_swap: Callable[[LoadedModel], None] | None = None,
+        cache: ModelCache | None = None,
+        model_name: str = "",
     ) -> None:
         self.source = source
         self.current: LoadedModel | None = None
         self.on_swap = on_swap
+        self.cache = cache
+        self.model_name = model_name
+        self.registry_error: str | None = None
         self._ready = asyncio.Event()
         self._lock = asyncio.Lock()
 
@@ -96,28 +134,72 @@ class ModelHolder:
         assert self.current is not None
         return self.current
 
-    async def refresh(self, version: str | None = None, why: str = "poll") -> bool:
-        """Load ``version`` (default: the champion alias) if it is not the one serving.
+    async def refresh(self, hint: str | None = None, why: str = "poll") -> bool:
+        """Serve the version the champion alias names, if it is not the one serving.
 
-        Loading runs in a thread; the swap is a single reference assignment.
-        Returns True when a new version was swapped in.
+        ``hint`` (a version announced on ``models.updates``) only says that the alias may
+        have moved; what is loaded is always the alias's version. Loading runs in a
+        thread; the swap is a single reference assignment. While the registry does not
+        answer, a worker with no model yet serves its cached copy. Returns True when a
+        new model was swapped in.
         """
         async with self._lock:
             try:
-                if version is None:
-                    version = await asyncio.to_thread(self.source.champion_version)
-                if version is None or (self.current and self.current.version == version):
-                    return False
+                version = await asyncio.to_thread(self.source.champion_version)
+            except Exception as exc:
+                self.registry_error = f"{type(exc).__name__}: {exc}"[:300]
+                log.warning("registry unreachable (%s); %s", why, self.registry_error)
+                return await self._serve_cached() if self.current is None else False
+            self.registry_error = None
+            if hint is not None and hint != version:
+                log.info("models.updates named v%s, the champion alias names v%s", hint, version)
+            if version is None:
+                return False
+            if self.current and self.current.version == version:
+                if self.current.source == CACHE:  # the registry confirms the cached copy
+                    self.current = replace(self.current, source=REGISTRY)
+                    log.info("the registry confirms the cached v%s", version)
+                return False
+            try:
                 loaded = await asyncio.to_thread(self.source.load, version)
             except Exception:
-                log.exception(
-                    "could not load model version %s (%s); keeping the current", version, why
-                )
+                log.exception("could not load v%s (%s); keeping the current", version, why)
                 return False
-            previous = self.current.version if self.current else None
-            self.current = loaded
-            self._ready.set()
-            log.info("serving %s v%s (was v%s; trigger: %s)", loaded.name, version, previous, why)
-            if self.on_swap:
-                self.on_swap(loaded)
+            if self.cache is not None:
+                await asyncio.to_thread(self._keep, loaded)
+            self._swap(loaded, why)
             return True
+
+    async def _serve_cached(self) -> bool:
+        if self.cache is None:
+            return False
+        cached = await asyncio.to_thread(self.cache.load, self.model_name)
+        if cached is None:
+            log.warning("no cached model for %s either; waiting for the registry", self.model_name)
+            return False
+        version, pipeline = cached  # cached after single_threaded, as it was served
+        loaded = LoadedModel(self.model_name, version, pipeline, time.time(), source=CACHE)
+        self._swap(loaded, "registry unreachable: local cache")
+        return True
+
+    def _keep(self, loaded: LoadedModel) -> None:
+        assert self.cache is not None
+        try:
+            self.cache.save(loaded.name, loaded.version, loaded.pipeline)
+        except Exception:
+            log.exception("could not cache v%s locally", loaded.version)
+
+    def _swap(self, loaded: LoadedModel, why: str) -> None:
+        previous = self.current.version if self.current else None
+        self.current = loaded
+        self._ready.set()
+        log.info(
+            "serving %s v%s from the %s (was v%s; trigger: %s)",
+            loaded.name,
+            loaded.version,
+            loaded.source,
+            previous,
+            why,
+        )
+        if self.on_swap:
+            self.on_swap(loaded)

@@ -18,10 +18,13 @@ SMALL_XGB = {"n_estimators": 300, "learning_rate": 0.1, "early_stopping_rounds":
 
 
 @pytest.fixture
-def services(isolated: Settings) -> Settings:
+def services(isolated: Settings, tmp_path: Path) -> Settings:
     """Isolated settings with free ports for the services' HTTP endpoints."""
     return isolated.replace(
-        worker_web_port=free_port(), monitor_metrics_port=free_port(), worker_poll_alias_s=30.0
+        worker_web_port=free_port(),
+        monitor_metrics_port=free_port(),
+        worker_poll_alias_s=30.0,
+        worker_model_cache_dir=tmp_path / "model-cache",
     )
 
 

@@ -67,6 +67,7 @@ def loop_settings(stack: Settings, tmp_path: Path, **trainer: object) -> Setting
         worker_web_port=free_port(),
         monitor_metrics_port=free_port(),
         worker_poll_alias_s=10.0,
+        worker_model_cache_dir=tmp_path / "model-cache",
         trainer={
             "train_days": 4,
             "eval_days": 1,

@@ -16,7 +16,7 @@ from tests.unit.stream_app.test_outputs import FakeProducer
 
 
 class Broken:
-    name, version = "broken", "3"
+    name, version, source = "broken", "3", "registry"
 
     def predict(self, listings: Any) -> Any:
         raise MemoryError("no room")

@@ -1,0 +1,102 @@
+"""The serving model follows the champion alias only, and falls back to its local cache
+while the registry is unreachable."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from stream_app.model import CACHE, REGISTRY, LoadedModel, ModelHolder
+from stream_app.model_cache import ModelCache
+
+
+class Registry:
+    """A stand-in registry: an alias, versions to load, and an outage switch."""
+
+    def __init__(self, alias: str | None) -> None:
+        self.alias = alias
+        self.down = False
+        self.loads: list[str] = []
+
+    def champion_version(self) -> str | None:
+        if self.down:
+            raise ConnectionError("registry down")
+        return self.alias
+
+    def load(self, version: str) -> LoadedModel:
+        if self.down:
+            raise ConnectionError("registry down")
+        self.loads.append(version)
+        return LoadedModel("price", version, {"pipeline": version}, time.time())  # type: ignore[arg-type]
+
+
+def holder_for(registry: Registry, tmp_path: Path) -> ModelHolder:
+    return ModelHolder(registry, cache=ModelCache(tmp_path), model_name="price")
+
+
+def test_an_update_naming_another_version_loads_the_alias_version_only(tmp_path: Path) -> None:
+    registry = Registry(alias="2")
+    holder = holder_for(registry, tmp_path)
+    assert asyncio.run(holder.refresh("5", why="models.updates"))
+    assert holder.current is not None and holder.current.version == "2"
+    assert registry.loads == ["2"], "the rejected v5 named by the update is never loaded"
+
+
+def test_a_worker_started_during_an_outage_serves_its_cached_champion(tmp_path: Path) -> None:
+    registry = Registry(alias="3")
+    asyncio.run(holder_for(registry, tmp_path).refresh(why="startup"))  # caches v3
+
+    registry.down = True
+    holder = holder_for(registry, tmp_path)
+    assert asyncio.run(holder.refresh(why="startup"))
+    assert holder.current is not None
+    assert (holder.current.version, holder.current.source) == ("3", CACHE)
+    assert holder.registry_error and "registry down" in holder.registry_error
+
+    registry.down = False  # the registry is back and still names v3: no reload needed
+    assert not asyncio.run(holder.refresh(why="alias poll"))
+    assert (holder.current.version, holder.current.source) == ("3", REGISTRY)
+    assert holder.registry_error is None
+    assert registry.loads == ["3"]
+
+
+def test_the_cache_is_replaced_by_a_newer_champion_once_the_registry_is_back(
+    tmp_path: Path,
+) -> None:
+    registry = Registry(alias="3")
+    asyncio.run(holder_for(registry, tmp_path).refresh())
+    registry.down = True
+    holder = holder_for(registry, tmp_path)
+    asyncio.run(holder.refresh())
+    registry.down, registry.alias = False, "4"
+    assert asyncio.run(holder.refresh())
+    assert holder.current is not None
+    assert (holder.current.version, holder.current.source) == ("4", REGISTRY)
+    assert ModelCache(tmp_path).load("price") == ("4", {"pipeline": "4"})
+
+
+def test_an_outage_while_serving_keeps_the_model(tmp_path: Path) -> None:
+    registry = Registry(alias="1")
+    holder = holder_for(registry, tmp_path)
+    asyncio.run(holder.refresh())
+    registry.down = True
+    assert not asyncio.run(holder.refresh())
+    assert holder.current is not None and holder.current.source == REGISTRY
+
+
+def test_without_cache_or_registry_the_worker_waits(tmp_path: Path) -> None:
+    registry = Registry(alias="1")
+    registry.down = True
+    holder = holder_for(registry, tmp_path)
+    assert not asyncio.run(holder.refresh())
+    assert holder.current is None
+
+
+@pytest.mark.parametrize("content", [b"", b"not a pickle"])
+def test_an_unreadable_cache_is_ignored(tmp_path: Path, content: bytes) -> None:
+    cache = ModelCache(tmp_path)
+    cache.path("price").write_bytes(content)
+    assert cache.load("price") is None
