@@ -17,6 +17,7 @@ import pytest
 from gavel.metrics import price_metrics
 from gavel.schemas import DriftAlert, DriftKind, Severity
 from gavel.settings import Settings
+from monitor.checkpoint import Checkpoint, decode, encode
 from monitor.core import Monitor, labelled_frame
 from monitor.drift import MONITORED, PREDICTION, TARGET, DriftResult
 from monitor.records import Skipped, parse_sale, parse_scored
@@ -578,3 +579,60 @@ def test_a_streaming_alert_marks_the_episode_active(
     assert history(monitor, "performance").empty  # no window closed yet
     assert monitor.gates[DriftKind.PERFORMANCE].active
     assert sample_value(monitor, "gavel_monitor_alert_active", kind="performance") == 1
+
+
+# -- checkpoints ----------------------------------------------------------------------------
+
+
+def alert_keys(alerts: list[DriftAlert]) -> list[tuple[str, str, datetime, datetime, str]]:
+    return [(a.alert_id, a.kind.value, a.window_start, a.window_end, a.detector) for a in alerts]
+
+
+@pytest.fixture(scope="module")
+def shock_stream() -> list[Event]:
+    frame = stream_frame(8_000)
+    shocked = (frame["body"] == "SUV") & (frame["listed_at"] >= ONSET)
+    frame.loc[shocked, "sellingprice"] *= 0.75
+    return interleave(events(frame, partitions=2), {0: timedelta(hours=5)})
+
+
+@pytest.mark.parametrize("crash_at", [0.45, 0.6])
+def test_a_restored_checkpoint_gives_the_alerts_of_an_uninterrupted_run(
+    reference_sample: pd.DataFrame, tmp_path: Path, shock_stream: list[Event], crash_at: float
+) -> None:
+    """A monitor restored from a checkpoint, fed the records after it (some of them the
+    crashed monitor had already processed), raises the same alerts under the same ids."""
+    uninterrupted, _ = make_monitor(tmp_path / "a", reference_sample, partitions=(2, 2))
+    expected = feed(uninterrupted, shock_stream)
+    assert of_kind(expected, DriftKind.PERFORMANCE), "the shock must be noticed"
+
+    checkpointed = int(len(shock_stream) * (crash_at - 0.1))
+    crashed_at = int(len(shock_stream) * crash_at)
+    first, _ = make_monitor(tmp_path / "b", reference_sample, partitions=(2, 2))
+    before = feed(first, shock_stream[:checkpointed])
+    blob = encode(Checkpoint({("t", 0): checkpointed}, first.snapshot()))
+    lost = feed(first, shock_stream[checkpointed:crashed_at])  # published, then the crash
+
+    second, loader = make_monitor(tmp_path / "c", reference_sample, partitions=(2, 2))
+    restored = decode(blob)
+    assert restored is not None and restored.positions == {("t", 0): checkpointed}
+    second.restore(restored.state)
+    assert loader.versions == ["1"]  # the checkpoint's reference, loaded again
+    after = feed(second, shock_stream[checkpointed:])
+
+    assert alert_keys(before + after) == alert_keys(expected)
+    assert set(alert_keys(lost)) <= set(alert_keys(after))  # re-announced, same ids
+    assert second.join.counters == uninterrupted.join.counters
+    assert second.gates == uninterrupted.gates
+    performance = sample_value(second, "gavel_monitor_alert_active", kind="performance")
+    assert performance == (1 if second.gates[DriftKind.PERFORMANCE].active else 0)
+
+
+def test_two_runs_on_the_same_records_derive_the_same_alert_ids(
+    reference_sample: pd.DataFrame, tmp_path: Path, shock_stream: list[Event]
+) -> None:
+    one, _ = make_monitor(tmp_path / "a", reference_sample, partitions=(2, 2))
+    two, _ = make_monitor(tmp_path / "b", reference_sample, partitions=(2, 2))
+    first, second = feed(one, shock_stream), feed(two, shock_stream)
+    assert first and alert_keys(first) == alert_keys(second)
+    assert len({alert.alert_id for alert in first}) == len(first)
