@@ -110,6 +110,11 @@ class MonitorMetrics:
             "Records covered by the last checkpoint or restored one (sum of next offsets).",
             registry=r,
         )
+        self.restored_position = Gauge(
+            "gavel_monitor_restored_position",
+            "Records covered by the checkpoint this process started from (0: none).",
+            registry=r,
+        )
         self.dependency_waits = Counter(
             "gavel_monitor_dependency_waits",
             "Retries while a dependency failed (MLflow, Redis, Kafka alert delivery).",

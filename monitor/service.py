@@ -261,6 +261,7 @@ class MonitorService:
         self.positions = dict(checkpoint.positions)
         self.checkpointed = dict(checkpoint.positions)
         self.metrics.checkpoint_position.set(checkpoint.covered)
+        self.metrics.restored_position.set(checkpoint.covered)
         log.info(
             "restored the checkpoint of %s: %d records covered, reference v%s",
             datetime.fromtimestamp(checkpoint.saved_at, UTC).isoformat(timespec="seconds"),
