@@ -185,7 +185,7 @@ class MonitorService:
     def _skip(self, source: str, skipped: Skipped, partition: int, offset: int = -1) -> None:
         self.metrics.skipped.labels(source=source, reason=skipped.reason.value).inc()
         log.warning(
-            "skipping a %s record (partition %d, offset %d): %s: %s",
+            "skipped a record of %s (partition %d, offset %d): %s: %s",
             source,
             partition,
             offset,

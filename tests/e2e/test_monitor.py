@@ -3,6 +3,7 @@ a performance alert soon after a market shock, a data alert naming the shifted f
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -20,7 +21,7 @@ import pytest
 from confluent_kafka import Producer
 
 from gavel import registry
-from gavel.kafka import ensure_topics, producer_config
+from gavel.kafka import delete_topics_with_prefix, ensure_topics, producer_config
 from gavel.schemas import Listing, ScoredPrice
 from gavel.settings import Settings
 from gavel.stack.process import ManagedProcess
@@ -280,14 +281,30 @@ def checkpointed(url: str, records: int) -> Callable[[], bool]:
     return lambda: (metric(url, "gavel_monitor_checkpoint_position") or 0) >= records
 
 
-def monitor_settings(stack: Settings, model_name: str, tmp_path: Path, name: str) -> Settings:
+@pytest.fixture
+def namespaces(stack: Settings) -> Iterator[list[str]]:
+    """Namespaces a test makes; their topics are dropped afterwards.
+
+    Not prefixed ``test-``: other test sessions on the shared broker drop those when they
+    end, which would pull the topics from under a monitor still running here.
+    """
+    made: list[str] = []
+    yield made
+    for namespace in made:
+        delete_topics_with_prefix(stack, namespace)
+
+
+def monitor_settings(
+    stack: Settings, model_name: str, tmp_path: Path, name: str, namespaces: list[str]
+) -> Settings:
     settings = stack.replace(
-        namespace=f"test-mon-{uuid.uuid4().hex[:8]}.",
+        namespace=f"monitor-e2e-{uuid.uuid4().hex[:8]}.",
         model_name=model_name,
         monitor_metrics_port=free_port(),
         reports_dir=tmp_path / name / "reports",
         monitor={"checkpoint_interval_s": 3.0},
     )
+    namespaces.append(settings.namespace)
     ensure_topics(settings)
     return settings
 
@@ -315,11 +332,15 @@ def distinct_alerts(settings: Settings) -> tuple[list[AlertKey], int]:
 
 
 def test_a_monitor_killed_mid_shock_raises_the_same_alerts_with_the_same_ids(
-    stack: Settings, model_name: str, shock_records: list[Outgoing], tmp_path: Path
+    stack: Settings,
+    model_name: str,
+    shock_records: list[Outgoing],
+    tmp_path: Path,
+    namespaces: list[str],
 ) -> None:
     total = len(shock_records)
     # The uninterrupted run.
-    calm = monitor_settings(stack, model_name, tmp_path, "uninterrupted")
+    calm = monitor_settings(stack, model_name, tmp_path, "uninterrupted", namespaces)
     produce(calm, shock_records)
     url = metrics_url(calm)
     with service("monitor", ["monitor"], calm, tmp_path / "a", http_ok(url)) as process:
@@ -337,7 +358,7 @@ def test_a_monitor_killed_mid_shock_raises_the_same_alerts_with_the_same_ids(
     )
     last = next(i for i, t in zip(at, times, strict=True) if pd.Timestamp(t) >= pd.Timestamp(end))
     cut = first + (last - first) // 3
-    crashed = monitor_settings(stack, model_name, tmp_path, "killed")
+    crashed = monitor_settings(stack, model_name, tmp_path, "killed", namespaces)
     url = metrics_url(crashed)
     produce(crashed, shock_records[:cut])
     with service("monitor", ["monitor"], crashed, tmp_path / "b", http_ok(url)) as process:
@@ -428,13 +449,14 @@ def hostile_corpus(version: str, model: str) -> dict[str, list[tuple[bytes | Non
         (orjson.dumps({**sale, "sold_at": "9999-12-31T23:59:59"}), "event_time"),
         (orjson.dumps({**sale, "sold_at": "9999-12-31T23:59:59-05:00"}), "event_time"),
         (orjson.dumps({**sale, "sellingprice": 1e300}), "value"),
-        (orjson.dumps(sale).replace(b"8800.0", b"1" + b"0" * 400), "not_json"),
+        (orjson.dumps(sale).replace(b"8800.0", b"1" + b"0" * 400), "schema"),  # not finite
+        (orjson.dumps(sale).replace(b"8800.0", b"9" * 5000), "not_json"),  # past the parser
     ]
     priced: list[tuple[bytes | None, str]] = [
         *common,
         (orjson.dumps({**good, "features": "none"}), "schema"),
         (orjson.dumps({**good, "predicted_price": [1]}), "schema"),
-        (orjson.dumps({**good, "features": {**good["features"], "year": 10**30}}), "schema"),
+        (json.dumps({**good, "features": {**good["features"], "year": 10**30}}).encode(), "schema"),
         (orjson.dumps({**good, "listed_at": "9999-12-31T00:00:00Z"}), "event_time"),
         (orjson.dumps({**good, "listed_at": "0001-01-01T01:00:00+02:00"}), "event_time"),
         (orjson.dumps({**good, "scored_at": "0001-01-01T00:00:00"}), "event_time"),
@@ -448,9 +470,9 @@ VALID = 8  # valid listings (and their sales) around the hostile records
 
 
 def test_hostile_records_are_skipped_and_counted_by_reason(
-    stack: Settings, model_name: str, tmp_path: Path
+    stack: Settings, model_name: str, tmp_path: Path, namespaces: list[str]
 ) -> None:
-    settings = monitor_settings(stack, model_name, tmp_path, "hostile")
+    settings = monitor_settings(stack, model_name, tmp_path, "hostile", namespaces)
     url = metrics_url(settings)
     corpus = hostile_corpus("1", model_name)
     valid = [orjson.dumps(valid_scored(f"ok-{n}", "1", model_name)) for n in range(VALID)]
