@@ -24,7 +24,7 @@ import pickle
 import time
 import zlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -87,5 +87,5 @@ class CheckpointStore:
         self.client.set(self.key, blob)
 
     def load(self) -> Checkpoint | None:
-        blob = self.client.get(self.key)
-        return decode(blob) if blob else None  # type: ignore[arg-type]
+        blob = cast(bytes | None, self.client.get(self.key))  # a sync client: bytes or None
+        return decode(blob) if blob else None

@@ -170,7 +170,7 @@ class Outgoing:
 
     topic: str
     key: bytes
-    value: bytes
+    value: bytes | None
 
     def partition(self, partitions: int) -> int:
         return zlib.crc32(self.key) % partitions
@@ -268,7 +268,7 @@ def read_at_least(url: str, records: int) -> Callable[[], bool]:
 def record_span(records: list[Outgoing], start: str, end: str) -> tuple[int, int]:
     """Positions of the first sales at or after ``start`` and ``end``."""
     sold = [
-        (i, pd.Timestamp(orjson.loads(r.value)["sold_at"]))
+        (i, pd.Timestamp(orjson.loads(r.value or b"")["sold_at"]))
         for i, r in enumerate(records)
         if r.topic == AUCTIONS_SOLD
     ]
@@ -331,6 +331,9 @@ def distinct_alerts(settings: Settings) -> tuple[list[AlertKey], int]:
     return list(seen.values()), len(records)
 
 
+KILL_AFTER_SALES = 700  # sales since the onset: inside the window that raises the alert
+
+
 def test_a_monitor_killed_mid_shock_raises_the_same_alerts_with_the_same_ids(
     stack: Settings,
     model_name: str,
@@ -338,30 +341,20 @@ def test_a_monitor_killed_mid_shock_raises_the_same_alerts_with_the_same_ids(
     tmp_path: Path,
     namespaces: list[str],
 ) -> None:
+    """Two monitors read the same records side by side: one uninterrupted, the other
+    killed with -9 while the window that raises the alert is open, and restarted."""
     total = len(shock_records)
-    # The uninterrupted run.
     calm = monitor_settings(stack, model_name, tmp_path, "uninterrupted", namespaces)
-    produce(calm, shock_records)
-    url = metrics_url(calm)
-    with service("monitor", ["monitor"], calm, tmp_path / "a", http_ok(url)) as process:
-        await_service(process, checkpointed(url, total), 240, "the uninterrupted run")
-    expected, _ = distinct_alerts(calm)
-    assert expected and expected[0][1] == "performance", expected
-
-    # The same records, the monitor killed with -9 while the alert's window is open: the
-    # state covers part of the window, and records after the checkpoint are lost with it.
-    at = [i for i, r in enumerate(shock_records) if r.topic == AUCTIONS_SOLD]
-    times = [orjson.loads(shock_records[i].value)["sold_at"] for i in at]
-    start, end = expected[0][3], expected[0][4]
-    first = next(
-        i for i, t in zip(at, times, strict=True) if pd.Timestamp(t) >= pd.Timestamp(start)
-    )
-    last = next(i for i, t in zip(at, times, strict=True) if pd.Timestamp(t) >= pd.Timestamp(end))
-    cut = first + (last - first) // 3
     crashed = monitor_settings(stack, model_name, tmp_path, "killed", namespaces)
-    url = metrics_url(crashed)
+    calm_url, url = metrics_url(calm), metrics_url(crashed)
+    onset, _ = record_span(shock_records, str(ONSET), str(ONSET))
+    cut = nth_sale_after(shock_records, onset, KILL_AFTER_SALES)
+    produce(calm, shock_records)
     produce(crashed, shock_records[:cut])
-    with service("monitor", ["monitor"], crashed, tmp_path / "b", http_ok(url)) as process:
+    with (
+        service("monitor", ["monitor"], calm, tmp_path / "a", http_ok(calm_url)) as uninterrupted,
+        service("monitor", ["monitor"], crashed, tmp_path / "b", http_ok(url)) as process,
+    ):
         await_service(process, checkpointed(url, cut), 240, "the checkpoint before the kill")
         sent = cut
         while True:  # more records, until some are read but not yet checkpointed
@@ -376,25 +369,41 @@ def test_a_monitor_killed_mid_shock_raises_the_same_alerts_with_the_same_ids(
         assert pid is not None
         os.killpg(pid, signal.SIGKILL)
         wait_for(lambda: process.pid() is None, 10, "the monitor to die")
-    alerts_at_kill = end_offsets(crashed, DRIFT_ALERTS)
-    produce(crashed, shock_records[sent:])
-    with service("monitor", ["monitor"], crashed, tmp_path / "c", http_ok(url)) as process:
-        restored_from = lambda: metric(url, "gavel_monitor_restored_position") or 0  # noqa: E731
-        await_service(process, lambda: restored_from() > 0, 120, "the restore")
-        restored = restored_from()
-        await_service(process, checkpointed(url, total), 240, "the restarted run")
-        restored_log = process.log_tail(200)
+        alerts_at_kill = end_offsets(crashed, DRIFT_ALERTS)
+        produce(crashed, shock_records[sent:])
+        with service("monitor", ["monitor"], crashed, tmp_path / "c", http_ok(url)) as restarted:
+            restored_from = lambda: metric(url, "gavel_monitor_restored_position") or 0  # noqa: E731
+            await_service(restarted, lambda: restored_from() > 0, 120, "the restore")
+            restored = restored_from()
+            await_service(restarted, checkpointed(url, total), 240, "the restarted run")
+            restored_log = restarted.log_tail(200)
+        await_service(uninterrupted, checkpointed(calm_url, total), 240, "the uninterrupted run")
+    expected, _ = distinct_alerts(calm)
     got, announced = distinct_alerts(crashed)
+    assert expected and expected[0][1] == "performance", expected
+    first, last = record_span(shock_records, expected[0][3], expected[0][4])
     print(
-        f"monitor kill: {total} records, killed after reading {sent} "
-        f"(checkpoint covered {covered:.0f}, restored {restored}); alerts uninterrupted "
-        f"{[(a[0], a[1], a[5]) for a in expected]}, killed+restarted "
+        f"monitor kill: {total} records, alerting window at records {first}-{last}; killed "
+        f"after reading {sent} (checkpoint covered {covered:.0f}, restored {restored:.0f}); "
+        f"alerts uninterrupted {[(a[0], a[1], a[5]) for a in expected]}, killed+restarted "
         f"{[(a[0], a[1], a[5]) for a in got]} ({announced} published, {alerts_at_kill} "
         f"before the kill)"
     )
     assert "restored the checkpoint" in restored_log
-    assert restored is not None and restored < sent, "the kill lost unchecked records"
+    assert restored < sent, "the kill lost records read after the checkpoint"
+    assert first < restored < last, "the checkpoint holds part of the alerting window"
+    assert alerts_at_kill == 0, "the alert comes from the restored state"
     assert got == expected
+
+
+def nth_sale_after(records: list[Outgoing], start: int, n: int) -> int:
+    """The position just after the ``n``-th sale from ``start`` on."""
+    seen = 0
+    for position in range(start, len(records)):
+        seen += records[position].topic == AUCTIONS_SOLD
+        if seen == n:
+            return position + 1
+    raise ValueError(f"fewer than {n} sales after {start}")
 
 
 # -- hostile records ------------------------------------------------------------------------
@@ -489,10 +498,7 @@ def test_hostile_records_are_skipped_and_counted_by_reason(
     ]
     records = [Outgoing(PRICES_SCORED, f"ok-{n}".encode(), v) for n, v in enumerate(valid)]
     for topic, bad in corpus.items():
-        records += [
-            Outgoing(topic, f"bad-{n}".encode(), value)  # type: ignore[arg-type]
-            for n, (value, _) in enumerate(bad)
-        ]
+        records += [Outgoing(topic, f"bad-{n}".encode(), value) for n, (value, _) in enumerate(bad)]
     records += [Outgoing(AUCTIONS_SOLD, f"ok-{n}".encode(), v) for n, v in enumerate(sales)]
     with service("monitor", ["monitor"], settings, tmp_path, http_ok(url)) as process:
         produce(settings, records)
