@@ -42,6 +42,7 @@ from gavel.stack import manager  # noqa: E402
 from gavel.stack.process import ManagedProcess, wait_until  # noqa: E402
 from gavel.topics import AUCTIONS_SOLD, PRICES_SCORED  # noqa: E402
 from monitor.core import Monitor  # noqa: E402
+from monitor.records import Skipped, parse_sale, parse_scored  # noqa: E402
 from monitor.reference import build_reference  # noqa: E402
 from producers.sources.scenarios import parse_scenario  # noqa: E402
 from producers.sources.synthetic import generate_auctions  # noqa: E402
@@ -114,7 +115,7 @@ def detection(model: LoadedModel, reference: pd.DataFrame, rows: int) -> dict:
             time_key = payload["listed_at"] if kind == "scored" else payload["sold_at"]
             if pd.Timestamp(time_key) >= onset:
                 after_onset += 1
-            alerts = monitor.on_scored(payload) if kind == "scored" else monitor.on_sale(payload)
+            alerts = feed(monitor, kind, payload)
             if alerts and first is None and (text is None or pd.Timestamp(time_key) >= onset):
                 first = {
                     "kind": alerts[0].kind.value,
@@ -127,6 +128,16 @@ def detection(model: LoadedModel, reference: pd.DataFrame, rows: int) -> dict:
         results[name] = first or {"alert": None}
         console.print(f"    {name}: {results[name]}")
     return results
+
+
+def feed(monitor: Monitor, kind: str, payload: dict) -> list:
+    """One event, parsed as `gavel monitor` parses what it reads."""
+    now = datetime.now(UTC)
+    if kind == "scored":
+        scored = parse_scored(orjson.dumps(payload), now)
+        return [] if isinstance(scored, Skipped) else monitor.on_scored(scored)
+    sale = parse_sale(orjson.dumps(payload), now)
+    return [] if isinstance(sale, Skipped) else monitor.on_sale(sale)
 
 
 def produce(settings: Settings, stream: list[tuple[str, dict]]) -> None:

@@ -17,7 +17,15 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 MIN_MODEL_YEAR = 1950
 MAX_ODOMETER = 1_000_000.0
@@ -59,6 +67,40 @@ def utc_now() -> datetime:
 
 def new_id() -> str:
     return uuid.uuid4().hex
+
+
+_ALERT_IDS = uuid.UUID("6f1c2f0e-8d4b-5a7e-9c3d-0b9a4e2f7d15")  # the uuid5 namespace of alert ids
+
+
+def alert_id_for(
+    kind: str,
+    model_name: str,
+    model_version: str,
+    window_start: datetime,
+    window_end: datetime,
+    detector: str,
+) -> str:
+    """The id of a drift alert, derived from what identifies its episode: the kind, the
+    model version and the bounds of the window that opened it (and the detector that saw
+    it). A monitor that replays a window after a crash re-announces the same id, which
+    the trainer then ignores as a duplicate.
+
+    >>> t = datetime(2015, 5, 1, tzinfo=UTC)
+    >>> alert_id_for("performance", "m", "1", t, t, "window") == alert_id_for(
+    ...     "performance", "m", "1", t, t, "window")
+    True
+    """
+    name = "|".join(
+        (
+            str(kind),
+            model_name,
+            model_version,
+            _as_utc(window_start).isoformat(),
+            _as_utc(window_end).isoformat(),
+            detector,
+        )
+    )
+    return uuid.uuid5(_ALERT_IDS, name).hex
 
 
 class _Event(BaseModel):
@@ -191,9 +233,12 @@ class FeatureDrift(BaseModel):
 
 
 class DriftAlert(_Event):
-    """A drift episode detected by the monitor (topic ``drift.alerts``, key = kind)."""
+    """A drift episode detected by the monitor (topic ``drift.alerts``, key = kind).
 
-    alert_id: str = Field(default_factory=new_id)
+    ``alert_id`` defaults to :func:`alert_id_for` of the alert's own fields.
+    """
+
+    alert_id: str = ""
     kind: DriftKind
     severity: Severity
     window_start: UtcDatetime
@@ -208,6 +253,19 @@ class DriftAlert(_Event):
     detected_at: UtcDatetime = Field(default_factory=utc_now)
     report_path: str | None = None
     detector: str = "window"
+
+    @model_validator(mode="after")
+    def _derive_id(self) -> DriftAlert:
+        if not self.alert_id:
+            self.alert_id = alert_id_for(
+                self.kind,
+                self.model_name,
+                self.model_version,
+                self.window_start,
+                self.window_end,
+                self.detector,
+            )
+        return self
 
 
 class ModelAction(StrEnum):

@@ -46,6 +46,9 @@ class MonitorSettings(BaseModel):
     adwin_min_width: int = Field(1000, ge=50, description="Sales behind a streaming breach.")
     join_ttl_hours: float = Field(72.0, gt=0, description="Event time a listing waits for a sale.")
     join_max_pending: int = Field(200_000, ge=1000)
+    checkpoint_interval_s: float = Field(
+        5.0, gt=0, description="How often the state and its offsets are checkpointed to Redis."
+    )
 
 
 class TrainerSettings(BaseModel):

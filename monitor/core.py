@@ -1,5 +1,11 @@
 """The monitor's event handling: windows, the prediction/sale join, drift and performance
-checks, and alerts with hysteresis. No Kafka here: :mod:`monitor.service` feeds it.
+checks, and alerts with hysteresis. No Kafka here: :mod:`monitor.service` feeds it with
+parsed records (:mod:`monitor.records`) and checkpoints its :class:`MonitorState`.
+
+Everything the monitor holds between events (the join, the reorder buffers, the open
+windows, the streaming detector and the episode gates) is in :class:`MonitorState`, so
+that a snapshot taken between two records and restored later continues exactly where it
+stopped: the same records then give the same windows and the same alerts.
 """
 
 from __future__ import annotations
@@ -7,7 +13,8 @@ from __future__ import annotations
 import logging
 from collections import Counter, deque
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import pandas as pd
@@ -21,6 +28,7 @@ from monitor.join import Joined, PredictionJoin
 from monitor.metrics import MonitorMetrics
 from monitor.ordering import EventTimeBuffer
 from monitor.performance import Breach, PerformanceCheck, StreamingBiasDetector
+from monitor.records import SaleRow, ScoredRow
 from monitor.reference import Reference
 from monitor.reports import ReportWriter
 from monitor.windows import TumblingWindows, Window
@@ -28,13 +36,9 @@ from monitor.windows import TumblingWindows, Window
 log = logging.getLogger(__name__)
 
 
-def _time(value: str) -> datetime:
-    return datetime.fromisoformat(value)
-
-
-def scored_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    raw = pd.DataFrame.from_records([row["features"] for row in rows])
-    raw[PREDICTION] = [row["predicted_price"] for row in rows]
+def scored_frame(rows: list[ScoredRow]) -> pd.DataFrame:
+    raw = pd.DataFrame.from_records([row.features for row in rows])
+    raw[PREDICTION] = [row.predicted_price for row in rows]
     return monitored_frame(raw)
 
 
@@ -42,6 +46,26 @@ def labelled_frame(rows: list[Joined]) -> pd.DataFrame:
     frame = scored_frame([row.prediction for row in rows])
     frame[TARGET] = [row.actual for row in rows]
     return frame
+
+
+@dataclass
+class MonitorState:
+    """Everything the monitor holds between two records (picklable, no I/O handles).
+
+    ``version`` names the reference the windows are measured against; restoring loads
+    it again (references are rebuilt from the registry, not checkpointed).
+    """
+
+    version: str | None
+    join: PredictionJoin
+    scored_buffer: EventTimeBuffer[ScoredRow]
+    joined_buffer: EventTimeBuffer[Joined]
+    scored_windows: TumblingWindows[ScoredRow]
+    labelled_windows: TumblingWindows[Joined]
+    recent_labelled: deque[Joined]
+    bias_detector: StreamingBiasDetector | None
+    gates: dict[DriftKind, EpisodeGate]
+    counts: Counter[str]
 
 
 class Monitor:
@@ -68,14 +92,48 @@ class Monitor:
         self.detector = DriftDetector(self.config)
         self.gates = {kind: EpisodeGate(self.config.recovery_windows) for kind in DriftKind}
         # Partitions interleave out of event-time order; windows read these buffers in order.
-        self.scored_buffer: EventTimeBuffer[dict[str, Any]] = EventTimeBuffer(
+        self.scored_buffer: EventTimeBuffer[ScoredRow] = EventTimeBuffer(
             self.config.join_max_pending
         )
         self.joined_buffer: EventTimeBuffer[Joined] = EventTimeBuffer(self.config.join_max_pending)
         self.reference: Reference | None = None
         self.counts: Counter[str] = Counter()
-        self.history: list[dict[str, Any]] = []  # one row per evaluated window, for plots
         self._reset_windows()
+
+    # -- state --------------------------------------------------------------------------
+
+    def snapshot(self) -> MonitorState:
+        """The live state (not a copy: pickle it before the next record)."""
+        return MonitorState(
+            version=self.reference.version if self.reference else None,
+            join=self.join,
+            scored_buffer=self.scored_buffer,
+            joined_buffer=self.joined_buffer,
+            scored_windows=self.scored_windows,
+            labelled_windows=self.labelled_windows,
+            recent_labelled=self.recent_labelled,
+            bias_detector=self.bias_detector,
+            gates=self.gates,
+            counts=self.counts,
+        )
+
+    def restore(self, state: MonitorState) -> None:
+        """Continue from ``state``: its reference is loaded, nothing is reset."""
+        self.reference = self.load_reference(state.version) if state.version else None
+        self.join = state.join
+        self.scored_buffer = state.scored_buffer
+        self.joined_buffer = state.joined_buffer
+        self.scored_windows = state.scored_windows
+        self.labelled_windows = state.labelled_windows
+        self.recent_labelled = state.recent_labelled
+        self.bias_detector = state.bias_detector
+        self.gates = state.gates
+        self.counts = state.counts
+        if self.reference is not None:
+            self._export_reference()
+        for kind, gate in self.gates.items():
+            self.metrics.alert_active.labels(kind=kind.value).set(1 if gate.active else 0)
+        self._export_held()
 
     # -- champion changes -------------------------------------------------------------
 
@@ -89,14 +147,19 @@ class Monitor:
             gate.reset()
         for kind in DriftKind:
             self.metrics.alert_active.labels(kind=kind.value).set(0)
+        self._export_reference()
+        log.info("monitoring against %s v%s", self.model_name, version)
+
+    def _export_reference(self) -> None:
+        assert self.reference is not None
+        version = self.reference.version
         self.metrics.model_info.info({"model_name": self.model_name, "version": version})
         if version.isdigit():
             self.metrics.model_version.set(int(version))
         self.metrics.reference_mape.set(self.reference.mape)
-        log.info("monitoring against %s v%s", self.model_name, version)
 
     def _reset_windows(self) -> None:
-        self.scored_windows: TumblingWindows[dict[str, Any]] = TumblingWindows(
+        self.scored_windows: TumblingWindows[ScoredRow] = TumblingWindows(
             self.config.window_events, self.period
         )
         self.labelled_windows: TumblingWindows[Joined] = TumblingWindows(
@@ -120,26 +183,20 @@ class Monitor:
 
     # -- events -----------------------------------------------------------------------
 
-    def on_scored(self, payload: dict[str, Any], partition: int = 0) -> list[DriftAlert]:
+    def on_scored(self, row: ScoredRow, partition: int = 0) -> list[DriftAlert]:
         self.metrics.events.labels(source="prices.scored").inc()
         if self.reference is None:
-            self.use_version(str(payload["model_version"]))
-        listed_at = _time(payload["listed_at"])
+            self.use_version(row.model_version)
         alerts = self._buffer_joined(
-            self.join.add_prediction(payload["auction_id"], listed_at, payload, partition)
+            self.join.add_prediction(row.auction_id, row.listed_at, row, partition)
         )
-        for _, early in self.scored_buffer.push(listed_at, payload):
+        for _, early in self.scored_buffer.push(row.listed_at, row):
             alerts += self._window_scored(early)
         return alerts + self._release()
 
-    def on_sale(self, payload: dict[str, Any], partition: int = 0) -> list[DriftAlert]:
+    def on_sale(self, row: SaleRow, partition: int = 0) -> list[DriftAlert]:
         self.metrics.events.labels(source="auctions.sold").inc()
-        joined = self.join.add_sale(
-            payload["auction_id"],
-            _time(payload["sold_at"]),
-            float(payload["sellingprice"]),
-            partition,
-        )
+        joined = self.join.add_sale(row.auction_id, row.sold_at, row.price, partition)
         return self._buffer_joined(joined) + self._release()
 
     def _buffer_joined(self, joined: Joined | None) -> list[DriftAlert]:
@@ -153,30 +210,38 @@ class Monitor:
     def _release(self) -> list[DriftAlert]:
         """Feed the windows, in event-time order, whatever the watermarks have passed."""
         alerts: list[DriftAlert] = []
-        for _, payload in self.scored_buffer.release(self.join.prediction_watermark.value):
-            alerts += self._window_scored(payload)
+        for _, row in self.scored_buffer.release(self.join.prediction_watermark.value):
+            alerts += self._window_scored(row)
         for _, joined in self.joined_buffer.release(self.join.complete_until):
             alerts += self._on_joined(joined)
-        self.metrics.join_backlog.set(self.join.backlog)
+        self._export_held()
         return alerts
 
-    def _window_scored(self, payload: dict[str, Any]) -> list[DriftAlert]:
+    def _export_held(self) -> None:
+        held = self.metrics.held
+        held.labels(state="join_predictions").set(self.join.backlog)
+        held.labels(state="join_sales").set(self.join.waiting_sales)
+        held.labels(state="reorder_scored").set(len(self.scored_buffer))
+        held.labels(state="reorder_joined").set(len(self.joined_buffer))
+        held.labels(state="window_scored").set(self.scored_windows.open_size)
+        held.labels(state="window_labelled").set(self.labelled_windows.open_size)
+        self.metrics.join_backlog.set(self.join.backlog)
+
+    def _window_scored(self, row: ScoredRow) -> list[DriftAlert]:
         assert self.reference is not None
-        if str(payload["model_version"]) != self.reference.version:
+        if row.model_version != self.reference.version:
             self.counts["other_version"] += 1
             return []
-        closed = self.scored_windows.add(_time(payload["listed_at"]), payload)
+        closed = self.scored_windows.add(row.listed_at, row)
         return self._evaluate_drift(closed) if closed is not None else []
 
     def _on_joined(self, joined: Joined) -> list[DriftAlert]:
-        if self.reference is None or str(joined.prediction["model_version"]) != (
-            self.reference.version
-        ):
+        if self.reference is None or joined.prediction.model_version != self.reference.version:
             self.counts["joined_other_version"] += 1
             return []
         alerts: list[DriftAlert] = []
         self.recent_labelled.append(joined)
-        predicted = float(joined.prediction["predicted_price"])
+        predicted = joined.prediction.predicted_price
         if self.bias_detector is not None and joined.actual > 0:
             breach = self.bias_detector.update((predicted - joined.actual) / joined.actual)
             self.metrics.streaming_bias.set(self.bias_detector.estimation)
@@ -189,7 +254,7 @@ class Monitor:
 
     # -- window checks ----------------------------------------------------------------
 
-    def _evaluate_drift(self, window: Window[dict[str, Any]]) -> list[DriftAlert]:
+    def _evaluate_drift(self, window: Window[ScoredRow]) -> list[DriftAlert]:
         assert self.reference is not None
         try:
             result = self.detector.run(self.reference.dataset, scored_frame(window.rows))
@@ -198,15 +263,6 @@ class Monitor:
             return []
         self.metrics.windows.labels(kind="drift").inc()
         self._export_drift(result)
-        self.history.append(
-            {
-                "kind": "drift",
-                "window_end": window.end,
-                "share_drifted": result.share_drifted,
-                **{f"drift_{f.feature}": f.score for f in result.features},
-                "prediction_drift": result.prediction.score if result.prediction else None,
-            }
-        )
         alerts: list[DriftAlert] = []
         share = result.share_drifted
         if share >= self.config.drift_share:
@@ -234,16 +290,6 @@ class Monitor:
         self.metrics.window_mape.set(metrics["mape"])
         self.metrics.window_mae.set(metrics["mae"])
         self.metrics.window_bias.set(metrics["bias"])
-        self.history.append(
-            {
-                "kind": "performance",
-                "window_end": window.end,
-                "mape": metrics["mape"],
-                "bias": metrics["bias"],
-                "mae": metrics["mae"],
-                "rows": len(window),
-            }
-        )
         check = self._performance_check()
         breach = check.breach(metrics["mape"], metrics["bias"])
         if breach is None:
@@ -269,7 +315,10 @@ class Monitor:
 
     # -- alerts -----------------------------------------------------------------------
 
-    def _base_alert(self, kind: DriftKind, severity: Severity, window: Window[Any]) -> DriftAlert:
+    def _base_alert(
+        self, kind: DriftKind, severity: Severity, window: Window[Any], detector: str = "window"
+    ) -> DriftAlert:
+        """An alert whose id follows from its kind, version, window bounds and detector."""
         assert self.reference is not None and window.start and window.end
         return DriftAlert(
             kind=kind,
@@ -280,6 +329,7 @@ class Monitor:
             model_name=self.model_name,
             model_version=self.reference.version,
             reference_mape=self.reference.mape,
+            detector=detector,
         )
 
     def _drift_alert(
@@ -298,10 +348,15 @@ class Monitor:
         return self._published(alert)
 
     def _performance_alert(
-        self, breach: Breach, window: Window[Joined], frame: pd.DataFrame, metrics: dict
+        self,
+        breach: Breach,
+        window: Window[Joined],
+        frame: pd.DataFrame,
+        metrics: dict,
+        detector: str = "window",
     ) -> DriftAlert:
         assert self.reference is not None
-        alert = self._base_alert(DriftKind.PERFORMANCE, breach.severity, window)
+        alert = self._base_alert(DriftKind.PERFORMANCE, breach.severity, window, detector)
         alert.mape = metrics["mape"]
         path = self.reports.path_for(alert.kind, alert.alert_id, alert.detected_at)
         saved = self.reports.performance(frame, self.reference.frame, path)
@@ -315,9 +370,7 @@ class Monitor:
             window.add(row.sold_at, row)
         frame = labelled_frame(rows)
         metrics = price_metrics(frame[TARGET], frame[PREDICTION])
-        alert = self._performance_alert(breach, window, frame, metrics)
-        alert.detector = "adwin"
-        return alert
+        return self._performance_alert(breach, window, frame, metrics, detector="adwin")
 
     def _published(self, alert: DriftAlert, reason: str | None = None) -> DriftAlert:
         self.metrics.alerts.labels(kind=alert.kind.value).inc()

@@ -26,12 +26,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from monitor.ordering import PartitionWatermark
+from monitor.records import ScoredRow
 
 
 @dataclass(frozen=True)
 class Joined:
     auction_id: str
-    prediction: dict[str, Any]  # the ScoredPrice value
+    prediction: ScoredRow
     actual: float
     sold_at: datetime
 
@@ -50,7 +51,7 @@ class PredictionJoin:
     ) -> None:
         self.ttl = ttl
         self.max_pending = max_pending
-        self._predictions: OrderedDict[str, tuple[datetime, dict[str, Any]]] = OrderedDict()
+        self._predictions: OrderedDict[str, tuple[datetime, ScoredRow]] = OrderedDict()
         self._sales: OrderedDict[str, tuple[datetime, float]] = OrderedDict()
         predictions, sales = partitions
         self.prediction_watermark = PartitionWatermark(predictions)  # over listed_at
@@ -64,6 +65,7 @@ class PredictionJoin:
 
     @property
     def waiting_sales(self) -> int:
+        """Sales waiting for their prediction."""
         return len(self._sales)
 
     @property
@@ -77,7 +79,7 @@ class PredictionJoin:
         return None if None in marks else min(marks)  # type: ignore[type-var]
 
     def add_prediction(
-        self, auction_id: str, listed_at: datetime, prediction: dict[str, Any], partition: int = 0
+        self, auction_id: str, listed_at: datetime, prediction: ScoredRow, partition: int = 0
     ) -> Joined | None:
         watermark = self.prediction_watermark.update(partition, listed_at)
         if watermark is not None:
@@ -105,7 +107,7 @@ class PredictionJoin:
         return None
 
     def _joined(
-        self, auction_id: str, prediction: dict[str, Any], actual: float, sold_at: datetime
+        self, auction_id: str, prediction: ScoredRow, actual: float, sold_at: datetime
     ) -> Joined:
         self.counters.joined += 1
         return Joined(auction_id, prediction, actual, sold_at)

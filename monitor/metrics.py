@@ -6,8 +6,18 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Info
 
 from gavel.schemas import DriftKind
 from monitor.drift import MONITORED
+from monitor.records import SkipReason
 
 SOURCES = ("prices.scored", "auctions.sold")
+HELD = (
+    "join_predictions",
+    "join_sales",
+    "reorder_scored",
+    "reorder_joined",
+    "window_scored",
+    "window_labelled",
+)
+DEPENDENCIES = ("mlflow", "redis", "kafka")
 
 
 class MonitorMetrics:
@@ -72,6 +82,51 @@ class MonitorMetrics:
         self.windows = Counter(
             "gavel_monitor_windows", "Windows evaluated, by kind.", ["kind"], registry=r
         )
+        self.skipped = Counter(
+            "gavel_monitor_skipped",
+            "Records skipped, by source topic and reason (see monitor.records.SkipReason).",
+            ["source", "reason"],
+            registry=r,
+        )
+        self.held = Gauge(
+            "gavel_monitor_held_events",
+            "Events held in the monitor's state (all of it is checkpointed), by part.",
+            ["state"],
+            registry=r,
+        )
+        self.checkpoints = Counter(
+            "gavel_monitor_checkpoints", "Checkpoints written to Redis.", registry=r
+        )
+        self.checkpoint_bytes = Gauge(
+            "gavel_monitor_checkpoint_bytes", "Size of the last checkpoint.", registry=r
+        )
+        self.checkpoint_seconds = Gauge(
+            "gavel_monitor_checkpoint_seconds",
+            "Time the last checkpoint took (alert confirmation included).",
+            registry=r,
+        )
+        self.checkpoint_position = Gauge(
+            "gavel_monitor_checkpoint_position",
+            "Records covered by the last checkpoint or restored one (sum of next offsets).",
+            registry=r,
+        )
+        self.restored_position = Gauge(
+            "gavel_monitor_restored_position",
+            "Records covered by the checkpoint this process started from (0: none).",
+            registry=r,
+        )
+        self.dependency_waits = Counter(
+            "gavel_monitor_dependency_waits",
+            "Retries while a dependency failed (MLflow, Redis, Kafka alert delivery).",
+            ["dependency"],
+            registry=r,
+        )
+        self.waiting_for = Gauge(
+            "gavel_monitor_waiting_for",
+            "1 while the monitor waits for this dependency.",
+            ["dependency"],
+            registry=r,
+        )
         self.model_info = Info("gavel_monitor_model", "The reference model version.", registry=r)
         self.model_version = Gauge(
             "gavel_monitor_model_version", "Numeric reference model version.", registry=r
@@ -82,5 +137,12 @@ class MonitorMetrics:
             self.alert_active.labels(kind=kind.value).set(0)
         for source in SOURCES:
             self.events.labels(source=source)
+            for reason in SkipReason:
+                self.skipped.labels(source=source, reason=reason.value)
+        for state in HELD:
+            self.held.labels(state=state)
+        for dependency in DEPENDENCIES:
+            self.dependency_waits.labels(dependency=dependency)
+            self.waiting_for.labels(dependency=dependency).set(0)
         for feature in MONITORED:
             self.feature_drifted.labels(feature=feature).set(0)

@@ -76,8 +76,3 @@ class EventTimeBuffer(Generic[Item]):
             time, _, item = heapq.heappop(self._heap)
             released.append((time, item))
         return released
-
-    def drain(self) -> list[tuple[datetime, Item]]:
-        released = [(time, item) for time, _, item in sorted(self._heap)]
-        self._heap.clear()
-        return released

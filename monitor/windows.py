@@ -50,6 +50,7 @@ class TumblingWindows(Generic[Row]):
 
     @property
     def open_size(self) -> int:
+        """Rows in the open window."""
         return len(self._open)
 
     def _index(self, event_time: datetime) -> int:

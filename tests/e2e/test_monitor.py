@@ -3,22 +3,35 @@ a performance alert soon after a market shock, a data alert naming the shifted f
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import time
 import uuid
-from collections.abc import Iterator
+import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+import httpx
+import orjson
 import pandas as pd
 import pytest
+from confluent_kafka import Producer
 
-from gavel.kafka import ensure_topics
+from gavel import registry
+from gavel.kafka import delete_topics_with_prefix, ensure_topics, producer_config
+from gavel.schemas import Listing, ScoredPrice
 from gavel.settings import Settings
-from gavel.topics import DRIFT_ALERTS
+from gavel.stack.process import ManagedProcess
+from gavel.topics import AUCTIONS_SOLD, DRIFT_ALERTS, PRICES_SCORED
 from producers.replay import ReplayOptions, replay
 from producers.sources.scenarios import parse_scenario
 from producers.sources.synthetic import generate_auctions
-from producers.timeline import select
+from producers.timeline import LISTING, build_timeline, listing_payloads, sale_payloads, select
+from stream_app.batch import IncomingEvent, score_batch
+from stream_app.model import LoadedModel
 from tests.conftest import fresh_namespace
 from tests.e2e.conftest import SMALL_XGB, worker_health_url
 from tests.helpers import consume, end_offsets, free_port, http_ok, scrape, service, wait_for
@@ -145,3 +158,372 @@ def test_a_mix_shift_raises_a_data_alert_naming_the_shifted_features(pipeline: P
     print(f"mix shift: data alert after {since_onset} listings since onset")
     assert since_onset <= 2 * pipeline.settings.monitor.window_events
     assert Path(alert["report_path"]).exists()
+
+
+# -- a monitor killed mid-stream ------------------------------------------------------------
+
+SHOCK = "market_shock:start=2015-05-01,segment=body=SUV,change=-0.2"
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One record for prices.scored or auctions.sold, produced to a fixed partition."""
+
+    topic: str
+    key: bytes
+    value: bytes | None
+
+    def partition(self, partitions: int) -> int:
+        return zlib.crc32(self.key) % partitions
+
+
+@pytest.fixture(scope="module")
+def shock_records(stack: Settings, model_name: str) -> list[Outgoing]:
+    """A market-shock stream as the worker scores it (with the module's champion) and its
+    sales, in event-time order: identical bytes for every monitor that reads it."""
+    frame = select(auctions(SHOCK), STREAM_FROM).reset_index(drop=True)
+    client = registry.connect(stack)
+    champion = registry.champion(client, model_name)
+    assert champion is not None
+    model = LoadedModel(model_name, champion.version, registry.load_pipeline(champion.uri), 0.0)
+    listings = [payload.encode() for payload in listing_payloads(frame)]
+    scored: list[bytes] = []
+    for start in range(0, len(frame), 2000):
+        chunk = [
+            IncomingEvent(None, listings[i], "test", 0, i)
+            for i in range(start, min(start + 2000, len(frame)))
+        ]
+        result = score_batch(chunk, model)
+        assert not result.dead_letters
+        scored += [output.value for output in result.scored]
+    sales = sale_payloads(frame, SALE_DELAY)
+    timeline = build_timeline(frame, SALE_DELAY)
+    keys = [auction_id.encode() for auction_id in frame["auction_id"]]
+    return [
+        Outgoing(PRICES_SCORED, keys[row], scored[row])
+        if kind == LISTING
+        else Outgoing(AUCTIONS_SOLD, keys[row], sales[row].encode())
+        for kind, row in zip(timeline.kind_codes, timeline.rows, strict=True)
+    ]
+
+
+def produce(settings: Settings, records: list[Outgoing]) -> None:
+    producer = Producer(producer_config(settings))
+    for record in records:
+        while True:
+            try:
+                producer.produce(
+                    settings.topic(record.topic),
+                    record.value,
+                    record.key,
+                    partition=record.partition(settings.topic_partitions),
+                )
+                break
+            except BufferError:
+                producer.poll(0.05)
+    assert producer.flush(60) == 0
+
+
+def metric(url: str, name: str, **labels: str) -> float | None:
+    """One sample of a running service, None while it does not answer."""
+    try:
+        return scrape(url).get((name, tuple(sorted(labels.items()))))
+    except httpx.HTTPError:
+        return None
+
+
+def read_records(url: str) -> float:
+    """Records the monitor read since it started: processed plus skipped."""
+    try:
+        samples = scrape(url)
+    except httpx.HTTPError:
+        return -1
+    return sum(
+        value
+        for (name, _), value in samples.items()
+        if name in {"gavel_monitor_events_processed_total", "gavel_monitor_skipped_total"}
+    )
+
+
+def await_service(
+    process: ManagedProcess, check: Callable[[], bool], timeout_s: float, what: str
+) -> None:
+    """Wait for ``check``; fail with the service's log if it dies or takes too long."""
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if process.pid() is None:
+            raise AssertionError(f"{process.name} exited waiting for {what}:\n{log(process)}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s}s on {what}:\n{log(process)}")
+        time.sleep(0.1)
+
+
+def log(process: ManagedProcess) -> str:
+    return process.log_tail(60)
+
+
+def read_at_least(url: str, records: int) -> Callable[[], bool]:
+    return lambda: read_records(url) >= records
+
+
+def record_span(records: list[Outgoing], start: str, end: str) -> tuple[int, int]:
+    """Positions of the first sales at or after ``start`` and ``end``."""
+    sold = [
+        (i, pd.Timestamp(orjson.loads(r.value or b"")["sold_at"]))
+        for i, r in enumerate(records)
+        if r.topic == AUCTIONS_SOLD
+    ]
+    first = next(i for i, at in sold if at >= pd.Timestamp(start))
+    last = next(i for i, at in sold if at >= pd.Timestamp(end))
+    return first, last
+
+
+def checkpointed(url: str, records: int) -> Callable[[], bool]:
+    return lambda: (metric(url, "gavel_monitor_checkpoint_position") or 0) >= records
+
+
+@pytest.fixture
+def namespaces(stack: Settings) -> Iterator[list[str]]:
+    """Namespaces a test makes; their topics are dropped right after it."""
+    made: list[str] = []
+    yield made
+    for namespace in made:
+        delete_topics_with_prefix(stack, namespace)
+
+
+def monitor_settings(
+    stack: Settings, model_name: str, tmp_path: Path, name: str, namespaces: list[str]
+) -> Settings:
+    settings = stack.replace(
+        namespace=fresh_namespace(),
+        model_name=model_name,
+        monitor_metrics_port=free_port(),
+        reports_dir=tmp_path / name / "reports",
+        monitor={"checkpoint_interval_s": 3.0},
+    )
+    namespaces.append(settings.namespace)
+    ensure_topics(settings)
+    return settings
+
+
+def metrics_url(settings: Settings) -> str:
+    return f"http://{settings.host}:{settings.monitor_metrics_port}/metrics"
+
+
+AlertKey = tuple[str, str, str, str, str, str, int]
+
+
+def distinct_alerts(settings: Settings) -> tuple[list[AlertKey], int]:
+    """The alerts on drift.alerts, each id once in order of first appearance, and the
+    number of records (re-announcements included)."""
+    expected = end_offsets(settings, DRIFT_ALERTS)
+    records = consume(settings, DRIFT_ALERTS, until=lambda r: len(r) >= expected)
+    assert len(records) == expected
+    seen: dict[str, AlertKey] = {}
+    for record in records:
+        a = record.json()
+        key = (a["alert_id"], a["kind"], a["severity"], a["window_start"], a["window_end"],
+               a["detector"], a["window_size"])  # fmt: skip
+        assert seen.setdefault(a["alert_id"], key) == key, "one id, one alert"
+    return list(seen.values()), len(records)
+
+
+KILL_AFTER_SALES = 700  # sales since the onset: inside the window that raises the alert
+
+
+def test_a_monitor_killed_mid_shock_raises_the_same_alerts_with_the_same_ids(
+    stack: Settings,
+    model_name: str,
+    shock_records: list[Outgoing],
+    tmp_path: Path,
+    namespaces: list[str],
+) -> None:
+    """Two monitors read the same records side by side: one uninterrupted, the other
+    killed with -9 while the window that raises the alert is open, and restarted."""
+    total = len(shock_records)
+    calm = monitor_settings(stack, model_name, tmp_path, "uninterrupted", namespaces)
+    crashed = monitor_settings(stack, model_name, tmp_path, "killed", namespaces)
+    calm_url, url = metrics_url(calm), metrics_url(crashed)
+    onset, _ = record_span(shock_records, str(ONSET), str(ONSET))
+    cut = nth_sale_after(shock_records, onset, KILL_AFTER_SALES)
+    produce(calm, shock_records)
+    produce(crashed, shock_records[:cut])
+    with (
+        service("monitor", ["monitor"], calm, tmp_path / "a", http_ok(calm_url)) as uninterrupted,
+        service("monitor", ["monitor"], crashed, tmp_path / "b", http_ok(url)) as process,
+    ):
+        await_service(process, checkpointed(url, cut), 240, "the checkpoint before the kill")
+        sent = cut
+        while True:  # more records, until some are read but not yet checkpointed
+            chunk = shock_records[sent : sent + 300]
+            produce(crashed, chunk)
+            sent += len(chunk)
+            await_service(process, read_at_least(url, sent), 60, "the next records")
+            covered = metric(url, "gavel_monitor_checkpoint_position") or 0
+            if covered < sent:
+                break
+        pid = process.pid()
+        assert pid is not None
+        os.killpg(pid, signal.SIGKILL)
+        wait_for(lambda: process.pid() is None, 10, "the monitor to die")
+        alerts_at_kill = end_offsets(crashed, DRIFT_ALERTS)
+        produce(crashed, shock_records[sent:])
+        with service("monitor", ["monitor"], crashed, tmp_path / "c", http_ok(url)) as restarted:
+            restored_from = lambda: metric(url, "gavel_monitor_restored_position") or 0  # noqa: E731
+            await_service(restarted, lambda: restored_from() > 0, 120, "the restore")
+            restored = restored_from()
+            await_service(restarted, checkpointed(url, total), 240, "the restarted run")
+            restored_log = restarted.log_tail(200)
+        await_service(uninterrupted, checkpointed(calm_url, total), 240, "the uninterrupted run")
+    expected, _ = distinct_alerts(calm)
+    got, announced = distinct_alerts(crashed)
+    assert expected and expected[0][1] == "performance", expected
+    first, last = record_span(shock_records, expected[0][3], expected[0][4])
+    print(
+        f"monitor kill: {total} records, alerting window at records {first}-{last}; killed "
+        f"after reading {sent} (checkpoint covered {covered:.0f}, restored {restored:.0f}); "
+        f"alerts uninterrupted {[(a[0], a[1], a[5]) for a in expected]}, killed+restarted "
+        f"{[(a[0], a[1], a[5]) for a in got]} ({announced} published, {alerts_at_kill} "
+        f"before the kill)"
+    )
+    assert "restored the checkpoint" in restored_log
+    assert restored < sent, "the kill lost records read after the checkpoint"
+    assert first < restored < last, "the checkpoint holds part of the alerting window"
+    assert alerts_at_kill == 0, "the alert comes from the restored state"
+    assert got == expected
+
+
+def nth_sale_after(records: list[Outgoing], start: int, n: int) -> int:
+    """The position just after the ``n``-th sale from ``start`` on."""
+    seen = 0
+    for position in range(start, len(records)):
+        seen += records[position].topic == AUCTIONS_SOLD
+        if seen == n:
+            return position + 1
+    raise ValueError(f"fewer than {n} sales after {start}")
+
+
+# -- hostile records ------------------------------------------------------------------------
+
+LISTED = pd.Timestamp("2015-05-04T10:00:00", tz="UTC")
+
+
+def valid_scored(auction_id: str, version: str, model: str) -> dict:
+    listing = Listing(
+        auction_id=auction_id,
+        listed_at=LISTED,
+        year=2012,
+        make="Ford",
+        model="Fusion",
+        body="Sedan",
+        condition=3.5,
+        odometer=41_000,
+        mmr=9_000,
+    )
+    return ScoredPrice(
+        auction_id=auction_id,
+        predicted_price=9_100.0,
+        model_name=model,
+        model_version=version,
+        listed_at=listing.listed_at,
+        scored_at=listing.listed_at,
+        features=listing,
+    ).model_dump(mode="json")
+
+
+def hostile_corpus(version: str, model: str) -> dict[str, list[tuple[bytes | None, str]]]:
+    """Per topic, the bad records and the reason each must be skipped for."""
+    good = valid_scored("h", version, model)
+    scored = orjson.dumps(good)
+    sale = {"auction_id": "h", "sold_at": "2015-05-04T12:00:00Z", "sellingprice": 8_800.0}
+    common: list[tuple[bytes | None, str]] = [
+        (None, "empty"),
+        (b"{not json", "not_json"),
+        (b'{"auction_id": "\xff\xfe\xfd"}', "not_json"),  # bad UTF-8
+        (b'"\xc3\x28"', "not_json"),
+        (b"1", "schema"),
+        (b"[]", "schema"),
+        (b"{}", "schema"),
+        (b"null", "schema"),
+    ]
+    sold: list[tuple[bytes | None, str]] = [
+        *common,
+        (orjson.dumps({**sale, "sellingprice": "a lot"}), "schema"),
+        (orjson.dumps({**sale, "sold_at": "yesterday"}), "schema"),
+        (orjson.dumps({**sale, "sold_at": "0001-01-01T00:00:00Z"}), "event_time"),
+        (orjson.dumps({**sale, "sold_at": "0001-01-01T00:00:00+05:00"}), "event_time"),
+        (orjson.dumps({**sale, "sold_at": "9999-12-31T23:59:59"}), "event_time"),
+        (orjson.dumps({**sale, "sold_at": "9999-12-31T23:59:59-05:00"}), "event_time"),
+        (orjson.dumps({**sale, "sellingprice": 1e300}), "value"),
+        (orjson.dumps(sale).replace(b"8800.0", b"1" + b"0" * 400), "schema"),  # not finite
+        (orjson.dumps(sale).replace(b"8800.0", b"9" * 5000), "not_json"),  # past the parser
+    ]
+    priced: list[tuple[bytes | None, str]] = [
+        *common,
+        (orjson.dumps({**good, "features": "none"}), "schema"),
+        (orjson.dumps({**good, "predicted_price": [1]}), "schema"),
+        (json.dumps({**good, "features": {**good["features"], "year": 10**30}}).encode(), "schema"),
+        (orjson.dumps({**good, "listed_at": "9999-12-31T00:00:00Z"}), "event_time"),
+        (orjson.dumps({**good, "listed_at": "0001-01-01T01:00:00+02:00"}), "event_time"),
+        (orjson.dumps({**good, "scored_at": "0001-01-01T00:00:00"}), "event_time"),
+        (scored.replace(b"9100.0", b"1e999"), "value"),
+        (orjson.dumps({**good, "predicted_price": -1.0}), "value"),
+    ]
+    return {PRICES_SCORED: priced, AUCTIONS_SOLD: sold}
+
+
+VALID = 8  # valid listings (and their sales) around the hostile records
+
+
+def test_hostile_records_are_skipped_and_counted_by_reason(
+    stack: Settings, model_name: str, tmp_path: Path, namespaces: list[str]
+) -> None:
+    settings = monitor_settings(stack, model_name, tmp_path, "hostile", namespaces)
+    url = metrics_url(settings)
+    corpus = hostile_corpus("1", model_name)
+    valid = [orjson.dumps(valid_scored(f"ok-{n}", "1", model_name)) for n in range(VALID)]
+    sales = [
+        orjson.dumps(
+            {
+                "auction_id": f"ok-{n}",
+                # one naive time (read as UTC): it must not poison the sale watermark
+                "sold_at": "2015-05-04T12:00:00" if n == 0 else "2015-05-04T12:00:00+00:00",
+                "sellingprice": 8_800.0,
+            }
+        )
+        for n in range(VALID)
+    ]
+    records = [Outgoing(PRICES_SCORED, f"ok-{n}".encode(), v) for n, v in enumerate(valid)]
+    for topic, bad in corpus.items():
+        records += [Outgoing(topic, f"bad-{n}".encode(), value) for n, (value, _) in enumerate(bad)]
+    records += [Outgoing(AUCTIONS_SOLD, f"ok-{n}".encode(), v) for n, v in enumerate(sales)]
+    with service("monitor", ["monitor"], settings, tmp_path, http_ok(url)) as process:
+        produce(settings, records)
+        await_service(process, read_at_least(url, len(records)), 120, "every record read")
+        samples = scrape(url)
+        alive = process.pid() is not None
+        held = {
+            state: samples[("gavel_monitor_held_events", (("state", state),))]
+            for state in ("join_predictions", "join_sales", "reorder_joined", "window_labelled")
+        }
+        logs = log(process)
+    skipped = {
+        (labels[1][1], labels[0][1]): value  # (source, reason)
+        for (name, labels), value in samples.items()
+        if name == "gavel_monitor_skipped_total" and value
+    }
+    expected: dict[tuple[str, str], int] = {}
+    for topic, bad in corpus.items():
+        for _, reason in bad:
+            expected[(topic, reason)] = expected.get((topic, reason), 0) + 1
+    print(f"hostile records: skipped by (source, reason) {sorted(skipped.items())}")
+    assert alive, logs
+    assert skipped == expected, logs
+    processed = {
+        source: samples[("gavel_monitor_events_processed_total", (("source", source),))]
+        for source in (PRICES_SCORED, AUCTIONS_SOLD)
+    }
+    assert processed == {PRICES_SCORED: VALID, AUCTIONS_SOLD: VALID}
+    # Every valid sale joined its listing (none expired behind a poisoned watermark).
+    assert held["join_predictions"] == held["join_sales"] == 0, held
+    assert held["reorder_joined"] + held["window_labelled"] == VALID, held

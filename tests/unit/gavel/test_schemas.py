@@ -270,7 +270,7 @@ def test_drift_alert_roundtrips() -> None:
     assert alert.detector == "window"
 
 
-def test_drift_alert_ids_are_unique() -> None:
+def test_drift_alert_ids_follow_kind_version_and_window() -> None:
     common: dict[str, Any] = {
         "kind": "prediction",
         "severity": "warning",
@@ -280,7 +280,13 @@ def test_drift_alert_ids_are_unique() -> None:
         "model_name": "m",
         "model_version": "1",
     }
-    assert DriftAlert(**common).alert_id != DriftAlert(**common).alert_id
+    first = DriftAlert(**common)
+    assert DriftAlert(**{**common, "severity": "critical"}).alert_id == first.alert_id
+    assert DriftAlert(**{**common, "kind": "data"}).alert_id != first.alert_id
+    assert DriftAlert(**{**common, "model_version": "2"}).alert_id != first.alert_id
+    later = LISTED_AT + timedelta(seconds=1)
+    assert DriftAlert(**{**common, "window_end": later}).alert_id != first.alert_id
+    assert DriftAlert(**{**common, "alert_id": "given"}).alert_id == "given"
 
 
 def test_model_update_roundtrips() -> None:

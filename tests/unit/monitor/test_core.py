@@ -5,18 +5,22 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import pandas as pd
 import pytest
 
+from gavel.metrics import price_metrics
 from gavel.schemas import DriftAlert, DriftKind, Severity
 from gavel.settings import Settings
-from monitor.core import Monitor
-from monitor.drift import MONITORED
+from monitor.checkpoint import Checkpoint, decode, encode
+from monitor.core import Monitor, labelled_frame
+from monitor.drift import MONITORED, PREDICTION, TARGET, DriftResult
+from monitor.records import Skipped, parse_sale, parse_scored
 from monitor.reference import Reference, build_reference
 from monitor.reports import ReportWriter
 from monitor.windows import Window
@@ -27,6 +31,7 @@ from tests.unit.monitor.helpers import MODEL_NAME, Event, events, with_predictio
 STREAM_START, STREAM_END = "2015-03-01", "2015-05-01"
 ONSET = pd.Timestamp("2015-04-01", tz="UTC")
 WINDOW_EVENTS, PERFORMANCE_WINDOW_EVENTS = 2000, 1000
+NOW = datetime(2030, 1, 1, tzinfo=UTC)  # the clock records are checked against
 
 
 @dataclass
@@ -57,16 +62,62 @@ def make_monitor(
         },
     )
     loader = Loader(sample)
-    return Monitor(settings, loader, reports=ReportWriter(reports), partitions=partitions), loader
+    monitor = Monitor(settings, loader, reports=ReportWriter(reports), partitions=partitions)
+    record_windows(monitor)
+    return monitor, loader
+
+
+def record_windows(monitor: Monitor) -> None:
+    """Log every evaluated window's measures on the monitor (read them with ``history``)."""
+    rows: list[dict[str, Any]] = []
+    run, evaluate_drift = monitor.detector.run, monitor._evaluate_drift
+    evaluate_performance = monitor._evaluate_performance
+
+    def on_run(reference: Any, frame: pd.DataFrame) -> DriftResult:
+        result = run(reference, frame)
+        rows.append(
+            {
+                "kind": "drift",
+                "share_drifted": result.share_drifted,
+                **{f"drift_{f.feature}": f.score for f in result.features},
+                "prediction_drift": result.prediction.score if result.prediction else None,
+            }
+        )
+        return result
+
+    def on_drift(window: Window[Any]) -> list[DriftAlert]:
+        logged = len(rows)
+        alerts = evaluate_drift(window)
+        for row in rows[logged:]:
+            row["window_end"] = window.end
+        return alerts
+
+    def on_performance(window: Window[Any]) -> list[DriftAlert]:
+        frame = labelled_frame(window.rows)
+        measures = price_metrics(frame[TARGET], frame[PREDICTION])
+        rows.append({"kind": "performance", "window_end": window.end, **measures})
+        rows[-1]["rows"] = len(window)
+        return evaluate_performance(window)
+
+    monitor.detector.run = on_run  # type: ignore[method-assign]
+    monitor._evaluate_drift = on_drift  # type: ignore[method-assign]
+    monitor._evaluate_performance = on_performance  # type: ignore[method-assign]
+    monitor._window_log = rows  # type: ignore[attr-defined]
 
 
 def feed(monitor: Monitor, stream: Iterable[Event]) -> list[DriftAlert]:
+    """Each event's JSON parsed as the service parses it, then fed to the monitor."""
     alerts: list[DriftAlert] = []
     for event in stream:
+        value = orjson.dumps(event.payload)
         if event.topic == "scored":
-            alerts += monitor.on_scored(event.payload, event.partition)
+            scored = parse_scored(value, NOW)
+            assert not isinstance(scored, Skipped), scored
+            alerts += monitor.on_scored(scored, event.partition)
         else:
-            alerts += monitor.on_sale(event.payload, event.partition)
+            sale = parse_sale(value, NOW)
+            assert not isinstance(sale, Skipped), sale
+            alerts += monitor.on_sale(sale, event.partition)
     return alerts
 
 
@@ -86,9 +137,10 @@ def sample_value(monitor: Monitor, name: str, **labels: str) -> float | None:
 
 
 def history(monitor: Monitor, kind: str) -> pd.DataFrame:
-    frame = pd.DataFrame(monitor.history, columns=["kind", "window_end"])
-    if monitor.history:
-        frame = pd.DataFrame(monitor.history)
+    logged = monitor._window_log  # type: ignore[attr-defined]
+    frame = pd.DataFrame(logged, columns=["kind", "window_end"])
+    if logged:
+        frame = pd.DataFrame(logged)
     return frame[frame["kind"] == kind].reset_index(drop=True)
 
 
@@ -391,7 +443,7 @@ def test_partitions_out_of_order_still_give_event_time_windows(
     for windows, key in ((drift_windows, "listed_at"), (performance_windows, "sold_at")):
         for window in windows:
             if key == "listed_at":
-                times = [datetime.fromisoformat(row["listed_at"]) for row in window.rows]
+                times = [row.listed_at for row in window.rows]
             else:
                 times = [row.sold_at for row in window.rows]
             assert in_order(times)
@@ -411,7 +463,7 @@ def test_partitions_out_of_order_still_give_event_time_windows(
     watermark = monitor.join.prediction_watermark.value
     assert watermark is not None
     assert len(monitor.scored_buffer) > 0
-    assert all(time > watermark for time, _ in monitor.scored_buffer.drain())
+    assert all(time > watermark for time, _, _ in monitor.scored_buffer._heap)
 
 
 # -- hysteresis of the performance windows --------------------------------------------------
@@ -527,3 +579,60 @@ def test_a_streaming_alert_marks_the_episode_active(
     assert history(monitor, "performance").empty  # no window closed yet
     assert monitor.gates[DriftKind.PERFORMANCE].active
     assert sample_value(monitor, "gavel_monitor_alert_active", kind="performance") == 1
+
+
+# -- checkpoints ----------------------------------------------------------------------------
+
+
+def alert_keys(alerts: list[DriftAlert]) -> list[tuple[str, str, datetime, datetime, str]]:
+    return [(a.alert_id, a.kind.value, a.window_start, a.window_end, a.detector) for a in alerts]
+
+
+@pytest.fixture(scope="module")
+def shock_stream() -> list[Event]:
+    frame = stream_frame(8_000)
+    shocked = (frame["body"] == "SUV") & (frame["listed_at"] >= ONSET)
+    frame.loc[shocked, "sellingprice"] *= 0.75
+    return interleave(events(frame, partitions=2), {0: timedelta(hours=5)})
+
+
+@pytest.mark.parametrize("crash_at", [0.45, 0.6])
+def test_a_restored_checkpoint_gives_the_alerts_of_an_uninterrupted_run(
+    reference_sample: pd.DataFrame, tmp_path: Path, shock_stream: list[Event], crash_at: float
+) -> None:
+    """A monitor restored from a checkpoint, fed the records after it (some of them the
+    crashed monitor had already processed), raises the same alerts under the same ids."""
+    uninterrupted, _ = make_monitor(tmp_path / "a", reference_sample, partitions=(2, 2))
+    expected = feed(uninterrupted, shock_stream)
+    assert of_kind(expected, DriftKind.PERFORMANCE), "the shock must be noticed"
+
+    checkpointed = int(len(shock_stream) * (crash_at - 0.1))
+    crashed_at = int(len(shock_stream) * crash_at)
+    first, _ = make_monitor(tmp_path / "b", reference_sample, partitions=(2, 2))
+    before = feed(first, shock_stream[:checkpointed])
+    blob = encode(Checkpoint({("t", 0): checkpointed}, first.snapshot()))
+    lost = feed(first, shock_stream[checkpointed:crashed_at])  # published, then the crash
+
+    second, loader = make_monitor(tmp_path / "c", reference_sample, partitions=(2, 2))
+    restored = decode(blob)
+    assert restored is not None and restored.positions == {("t", 0): checkpointed}
+    second.restore(restored.state)
+    assert loader.versions == ["1"]  # the checkpoint's reference, loaded again
+    after = feed(second, shock_stream[checkpointed:])
+
+    assert alert_keys(before + after) == alert_keys(expected)
+    assert set(alert_keys(lost)) <= set(alert_keys(after))  # re-announced, same ids
+    assert second.join.counters == uninterrupted.join.counters
+    assert second.gates == uninterrupted.gates
+    performance = sample_value(second, "gavel_monitor_alert_active", kind="performance")
+    assert performance == (1 if second.gates[DriftKind.PERFORMANCE].active else 0)
+
+
+def test_two_runs_on_the_same_records_derive_the_same_alert_ids(
+    reference_sample: pd.DataFrame, tmp_path: Path, shock_stream: list[Event]
+) -> None:
+    one, _ = make_monitor(tmp_path / "a", reference_sample, partitions=(2, 2))
+    two, _ = make_monitor(tmp_path / "b", reference_sample, partitions=(2, 2))
+    first, second = feed(one, shock_stream), feed(two, shock_stream)
+    assert first and alert_keys(first) == alert_keys(second)
+    assert len({alert.alert_id for alert in first}) == len(first)

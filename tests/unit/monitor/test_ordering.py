@@ -112,7 +112,7 @@ def test_buffer_ties_never_compare_items() -> None:
     buffer.push(at(1), {"n": 1})
     forced = buffer.push(at(1), {"n": 2})
     assert forced == [(at(1), {"n": 1})]
-    assert buffer.drain() == [(at(1), {"n": 2})]
+    assert buffer.release(at(1)) == [(at(1), {"n": 2})]
 
 
 def test_buffer_capacity_forces_the_oldest_out() -> None:
@@ -125,16 +125,6 @@ def test_buffer_capacity_forces_the_oldest_out() -> None:
     assert buffer.forced == 2
     assert len(buffer) == 3
     assert buffer.release(at(100)) == [(at(20), "b"), (at(30), "c"), (at(40), "d")]
-
-
-def test_buffer_drain_empties_in_time_order() -> None:
-    buffer: EventTimeBuffer[str] = EventTimeBuffer(capacity=10)
-    for minute, item in [(3, "c"), (1, "a"), (2, "b"), (1, "a2")]:
-        buffer.push(at(minute), item)
-    assert buffer.drain() == [(at(1), "a"), (at(1), "a2"), (at(2), "b"), (at(3), "c")]
-    assert len(buffer) == 0
-    assert buffer.drain() == []
-    assert buffer.release(at(10)) == []
 
 
 @pytest.mark.parametrize("capacity", [1, 2, 7])
