@@ -220,6 +220,8 @@ class Settings(BaseSettings):
         """These settings as GAVEL_* variables, to hand to a child process."""
         env: dict[str, str] = {}
         for key, value in self._explicit_values(mode="json").items():
+            if value is None:
+                continue  # unset: the child takes the same default
             if isinstance(value, dict):
                 env |= {f"GAVEL_{key.upper()}__{k.upper()}": _env_text(v) for k, v in value.items()}
             else:

@@ -82,10 +82,18 @@ def plausible_price(price: float) -> bool:
     return math.isfinite(price) and 0 < price <= MAX_PRICE
 
 
+_TIME_FIELDS = {"sold_at", "listed_at", "scored_at"}
+
+
 def _invalid(exc: ValidationError) -> Skipped:
     errors = exc.errors(include_url=False, include_input=False)
-    reason = SkipReason.NOT_JSON if errors[0]["type"] == "json_invalid" else SkipReason.SCHEMA
     first = errors[0]
+    if first["type"] == "json_invalid":
+        reason = SkipReason.NOT_JSON
+    elif first["loc"] and first["loc"][-1] in _TIME_FIELDS and first["type"] == "value_error":
+        reason = SkipReason.EVENT_TIME  # the contract's own range check refused the time
+    else:
+        reason = SkipReason.SCHEMA
     where = ".".join(str(part) for part in first["loc"])
     return Skipped(reason, f"{where}: {first['msg']}" if where else first["msg"])
 

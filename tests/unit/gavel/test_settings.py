@@ -116,7 +116,9 @@ def test_to_env_uses_gavel_prefix_and_strings() -> None:
     assert env["GAVEL_REDIS_URL"] == "redis://cache:6380/3"
     derived = {"kafka_bootstrap", "mlflow_tracking_uri"}
     scalars = {
-        name for name, value in Settings().model_dump().items() if not isinstance(value, dict)
+        name
+        for name, value in Settings().model_dump().items()
+        if not isinstance(value, dict) and value is not None  # None: unset, not written
     }
     assert {f"GAVEL_{name.upper()}" for name in scalars - derived} <= set(env)
     assert not {f"GAVEL_{name.upper()}" for name in derived} & set(env)

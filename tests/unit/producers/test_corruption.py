@@ -61,8 +61,14 @@ def test_not_json_payload_names_the_auction() -> None:
     assert b"syn-1-00000042" in payload
 
 
-def test_every_reason_except_scoring_is_covered() -> None:
-    assert set(CORRUPTIONS.values()) == set(DeadLetterReason) - {DeadLetterReason.SCORING_FAILED}
+def test_every_reason_of_the_payload_itself_is_covered() -> None:
+    # Scoring and output failures, and oversized payloads, are not corruptions of a listing.
+    not_payload = {
+        DeadLetterReason.SCORING_FAILED,
+        DeadLetterReason.OUTPUT_FAILED,
+        DeadLetterReason.PAYLOAD_TOO_LARGE,
+    }
+    assert set(CORRUPTIONS.values()) == set(DeadLetterReason) - not_payload
 
 
 def test_unknown_kind_is_rejected() -> None:
