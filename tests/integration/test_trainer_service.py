@@ -20,6 +20,7 @@ from tests.integration.trainer_fixtures import (
     train_first_champion,
     trainer_process,
     trainer_settings,
+    wait_logged,
     wait_trained,
 )
 from trainer.service import TrainerStore
@@ -74,3 +75,28 @@ def test_hostile_records_are_skipped_counted_and_shown_by_trainer_status(
     assert done[0]["decision"] in out
     assert "naive_time: 1" in out and "time_out_of_range: 3" in out
     assert f"{expected[AUCTIONS_SOLD]['read']}" in out
+
+
+def test_an_alert_waited_on_at_sigterm_stays_uncommitted_and_is_trained_on_after_restart(
+    isolated: Settings, tmp_path: Path
+) -> None:
+    settings = trainer_settings(isolated)
+    champion = train_first_champion(settings)
+    feed_window(settings, hostile=False)
+    store = TrainerStore(settings)
+    starving = settings.replace(
+        trainer={**settings.trainer.model_dump(), "min_new_labels": 1_000_000, "max_wait_s": 600}
+    )
+
+    with trainer_process(starving, tmp_path, name="trainer-1") as first:
+        alert = send_alert(settings, champion.version)
+        wait_logged(first, "waiting for labels", 120)
+    # Leaving the block sent SIGTERM while the trainer waited for labels.
+    log = first.log_file.read_text(errors="replace")
+    assert "undecided" in log and "left uncommitted" in log, log[-3000:]
+    assert store.decisions() == []
+
+    with trainer_process(settings, tmp_path, name="trainer-2") as second:
+        done = wait_trained(store, second, timeout_s=300)  # the same alert, delivered again
+    assert [d["alert_id"] for d in store.decisions()] == [alert.alert_id]
+    assert len(done) == 1
