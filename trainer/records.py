@@ -84,23 +84,34 @@ def _parse(
     if not raw:
         return Skipped(SkipReason.NOT_JSON, "empty value")
     try:
-        value: Any = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        return Skipped(SkipReason.NOT_JSON, str(exc))
-    if not isinstance(value, dict):
-        return Skipped(SkipReason.NOT_OBJECT, f"a JSON {type(value).__name__}, not an object")
-    try:
-        event = schema.model_validate(value)
-    except ValidationError as exc:
-        naive = any(error["type"] == "timezone_aware" for error in exc.errors())
-        reason = SkipReason.NAIVE_TIME if naive else SkipReason.SCHEMA
-        return Skipped(reason, _short(exc))
+        event = schema.model_validate_json(raw)  # the fast path, for the many good values
+    except ValidationError:
+        return _why(raw, schema)
     except (OverflowError, ValueError) as exc:  # raised by a validator, not wrapped by pydantic
         return Skipped(SkipReason.TIME_OUT_OF_RANGE, str(exc))
     for moment in times(event):
         if not EARLIEST <= moment < LATEST:
             return Skipped(SkipReason.TIME_OUT_OF_RANGE, f"{moment.isoformat()} is out of range")
     return event
+
+
+def _why(raw: bytes, schema: type[BaseModel]) -> Skipped:
+    """Why ``raw`` failed ``schema``, step by step."""
+    try:
+        value: Any = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return Skipped(SkipReason.NOT_JSON, str(exc))
+    if not isinstance(value, dict):
+        return Skipped(SkipReason.NOT_OBJECT, f"a JSON {type(value).__name__}, not an object")
+    try:
+        schema.model_validate(value)
+    except ValidationError as exc:
+        naive = any(error["type"] == "timezone_aware" for error in exc.errors())
+        reason = SkipReason.NAIVE_TIME if naive else SkipReason.SCHEMA
+        return Skipped(reason, _short(exc))
+    except (OverflowError, ValueError) as exc:
+        return Skipped(SkipReason.TIME_OUT_OF_RANGE, str(exc))
+    return Skipped(SkipReason.SCHEMA, "valid as an object but not as JSON text")
 
 
 def _short(exc: ValidationError) -> str:
