@@ -41,7 +41,7 @@ from trainer.dependencies import Waits, backoff, dependency_of, failed_dependenc
 from trainer.labelled import new_labels, retraining_split
 from trainer.lease import Lease, LeaseUnavailable, lease
 from trainer.retrain_policy import Action, AlertDecision, PromotionRecord, TrainerState, assess
-from trainer.split import SplitError
+from trainer.split import SplitError, TimeSplit
 from trainer.training import TrainingResult, train_and_register
 from trainer.window import IncompleteRead, LabelledWindow
 
@@ -168,7 +168,16 @@ class TrainerService:
         """Decide on one alert, retrying while a dependency is down; raises
         :class:`Undecided` if the trainer stops first."""
         self.waits = Waits()
-        retrying = Retrying(
+        try:
+            self._retrying()(self._decide, message)
+        except Exception as exc:
+            if dependency_of(exc) is not None:
+                raise Undecided(f"{dependency_of(exc)} still down: {exc}") from exc
+            raise
+
+    def _retrying(self) -> Retrying:
+        """Retry while a dependency is down, with backoff, until it answers or we stop."""
+        return Retrying(
             retry=retry_if_exception(lambda exc: dependency_of(exc) is not None),
             wait=backoff(self.config.retry_initial_s, self.config.retry_max_s),
             stop=lambda _: self.stop.is_set(),
@@ -176,12 +185,6 @@ class TrainerService:
             before_sleep=self._on_dependency_down,
             reraise=True,
         )
-        try:
-            retrying(self._decide, message)
-        except Exception as exc:
-            if dependency_of(exc) is not None:
-                raise Undecided(f"{dependency_of(exc)} still down: {exc}") from exc
-            raise
 
     def _on_dependency_down(self, state: RetryCallState) -> None:
         dependency = failed_dependency(state)
@@ -308,6 +311,23 @@ class TrainerService:
             base=base,
             checkpoint=checkpoint,
         )
+        # Registered (and maybe promoted): from here on only the bookkeeping is retried,
+        # never the alert, which would then look late and go unannounced.
+        self._retrying()(self._settle, alert, result, split, started, skipped)
+        action = "promoted" if result.promoted else "rejected"
+        return AlertDecision(
+            Action.RETRAIN, f"v{result.version} {action}: {result.decision.reason}"
+        )
+
+    def _settle(
+        self,
+        alert: DriftAlert,
+        result: TrainingResult,
+        split: TimeSplit,
+        started: float,
+        skipped: dict[str, Any],
+    ) -> None:
+        """After a training: state, announcement and decision log (safe to repeat)."""
         self.store.status(None)
         state = self.store.load()
         state.last_trained_at = self.clock()
@@ -322,17 +342,13 @@ class TrainerService:
         state.remember(alert.alert_id)
         self.store.save(state)
         self.announce(result, alert)
-        action = "promoted" if result.promoted else "rejected"
         self._record(
             alert,
-            action,
+            "promoted" if result.promoted else "rejected",
             result.decision.reason,
             version=result.version,
             seconds=round(self.clock() - started, 1),
             skipped=skipped,
-        )
-        return AlertDecision(
-            Action.RETRAIN, f"v{result.version} {action}: {result.decision.reason}"
         )
 
     def _wait_for_labels(
