@@ -177,6 +177,7 @@ class LabelledWindow:
         self.stats = WindowStats(
             {PRICES_SCORED: Tally(), AUCTIONS_SOLD: Tally()}  # by un-namespaced topic
         )
+        self._frame: pd.DataFrame | None = None
 
     def _on_scored(self, raw: bytes | None) -> None:
         outcome = parse_scored(raw)
@@ -199,7 +200,9 @@ class LabelledWindow:
         skipped_before = self.stats.skipped
         new = self.scored_reader.refresh(self._on_scored)
         new += self.sales_reader.refresh(self._on_sale)
-        frame = labelled_frame(self.listings.values(), self.sales.values())
+        if new or self._frame is None:  # nothing new: the same frame
+            self._frame = labelled_frame(self.listings.values(), self.sales.values())
+        frame = self._frame
         log.info("read %d new records; %d labelled auctions in the window", new, len(frame))
         if self.stats.skipped > skipped_before:
             log.warning("skipped malformed records so far: %s", self.stats.as_dict())
