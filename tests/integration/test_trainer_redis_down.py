@@ -116,3 +116,33 @@ def test_the_trainer_waits_for_redis_and_trains_once_it_returns(
         f"Redis down {back_at - down_at:.1f}s; trained {trained_at - back_at:.1f}s after it "
         f"returned; waits recorded: {done[0]['waited_s']}"
     )
+
+
+def test_redis_lost_mid_training_aborts_it_and_the_alert_is_trained_on_once_redis_returns(
+    isolated: Settings, own_redis: ThrowawayRedis, tmp_path: Path
+) -> None:
+    settings = trainer_settings(isolated.replace(redis_port=own_redis.port), lock_ttl_s=2)
+    champion = train_first_champion(settings)
+    feed_window(settings, hostile=False)
+    store = TrainerStore(settings)
+    status = store.prefix + "status"
+
+    with trainer_process(settings, tmp_path) as trainer:
+        alert = send_alert(settings, champion.version)
+        deadline = time.monotonic() + 120
+        while not (store.client.get(status) or b"").startswith(b"training"):
+            assert time.monotonic() < deadline, trainer.log_tail(60)
+            time.sleep(0.05)
+        own_redis.kill()  # mid-training: the lease cannot be extended any more
+        wait_logged(trainer, "lost the training lock", 30)
+        wait_logged(trainer, "lease unavailable", 30)  # the training was abandoned
+        versions = registry.model_versions(registry.connect(settings), settings.model_name)
+        assert [row["version"] for row in versions] == [champion.version]  # nothing registered
+        own_redis.start()
+        done = wait_trained(store, trainer, timeout_s=300)
+        log = trainer.log_tail(300)
+    print(log)
+
+    assert len(done) == 1 and done[0]["alert_id"] == alert.alert_id
+    versions = registry.model_versions(registry.connect(settings), settings.model_name)
+    assert len(versions) == 2  # the aborted training registered nothing; the retry did
