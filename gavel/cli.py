@@ -366,9 +366,18 @@ def trainer_status(limit: Annotated[int, typer.Option(help="Decisions to show.")
             entry["decision"],
             entry["reason"],
         )
+    store = TrainerStore(settings)
+    window = Table(title="last training window read (records read, skipped by reason)")
+    for column in ("topic", "read", "skipped"):
+        window.add_column(column)
+    last = store.window() or {"topics": {}}
+    for topic, tally in last["topics"].items():
+        skipped = ", ".join(f"{k}: {n}" for k, n in tally["skipped"].items()) or "none"
+        window.add_row(topic, str(tally["read"]), skipped)
     out = Console()
     out.print(versions)
     out.print(decisions)
+    out.print(window)
 
 
 @app.command()

@@ -102,12 +102,42 @@ def log_reference_sample(reference: pd.DataFrame) -> None:
         mlflow.log_artifact(str(path), artifact_path=str(Path(REFERENCE_ARTIFACT).parent))
 
 
-def champion(client: MlflowClient, model_name: str) -> ChampionInfo | None:
+class RegistryUnavailable(RuntimeError):
+    """The registry did not answer (down, unreachable or failing), so nothing is known."""
+
+
+# The error codes with which a reachable registry says a model or alias does not exist.
+_ABSENT = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"}
+
+
+def champion(client: MlflowClient, model_name: str, strict: bool = False) -> ChampionInfo | None:
+    """The version with alias ``champion``; None when there is none.
+
+    With ``strict``, None means the registry answered that there is no champion, and a
+    registry that does not answer raises :class:`RegistryUnavailable` (without it, that
+    also gives None).
+    """
     try:
         version = client.get_model_version_by_alias(model_name, CHAMPION)
-    except MlflowException:
-        return None
-    return _info(client, version)
+    except Exception as exc:
+        if not strict and isinstance(exc, MlflowException):
+            return None
+        if _absent(exc):
+            return None
+        if strict:
+            raise RegistryUnavailable(f"MLflow registry: {exc}") from exc
+        raise
+    if not strict:
+        return _info(client, version)
+    try:
+        return _info(client, version)
+    except Exception as exc:
+        raise RegistryUnavailable(f"MLflow registry: {exc}") from exc
+
+
+def _absent(exc: Exception) -> bool:
+    """Whether ``exc`` is the registry answering that something does not exist."""
+    return isinstance(exc, MlflowException) and exc.error_code in _ABSENT
 
 
 def _info(client: MlflowClient, version: ModelVersion) -> ChampionInfo:
@@ -131,7 +161,7 @@ def promote(
 
     Returns the replaced version, if any.
     """
-    old = champion(client, model_name)
+    old = champion(client, model_name, strict=True)
     now = utc_now().isoformat()
     if old is not None and old.version != version:
         client.set_registered_model_alias(model_name, PREVIOUS, old.version)
@@ -184,17 +214,30 @@ def model_versions(client: MlflowClient, model_name: str) -> list[dict[str, Any]
     for version in client.search_model_versions(f"name='{model_name}'"):
         run = client.get_run(version.run_id) if version.run_id else None
         metrics = run.data.metrics if run else {}
+        tags = {k.removeprefix(TAG_PREFIX): v for k, v in version.tags.items()}
         rows.append(
             {
+                **tags,  # first: the tags test_mape and mmr_mape are text, the metrics win
                 "version": str(version.version),
                 "aliases": ",".join(sorted(aliases.get(str(version.version), []))),
                 "created": pd.Timestamp(version.creation_timestamp, unit="ms", tz="UTC"),
-                "test_mape": metrics.get("test_mape"),
-                "mmr_mape": metrics.get("test_mmr_mape"),
-                **{k.removeprefix(TAG_PREFIX): v for k, v in version.tags.items()},
+                "test_mape": _number(metrics.get("test_mape", tags.get("test_mape"))),
+                "mmr_mape": _number(metrics.get("test_mmr_mape", tags.get("mmr_mape"))),
             }
         )
     return sorted(rows, key=lambda row: int(row["version"]), reverse=True)
+
+
+def _number(value: Any) -> float | None:
+    """A metric as a float, whether MLflow gave a number or a tag's text; None if neither.
+
+    >>> _number("0.1234"), _number(0.5), _number(None), _number("n/a")
+    (0.1234, 0.5, None, None)
+    """
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
 
 
 class RollbackError(RuntimeError):
@@ -206,10 +249,12 @@ def rollback(client: MlflowClient, model_name: str, reason: str) -> tuple[str, s
 
     The rolled-back version keeps alias ``previous``, so a second rollback undoes the first.
     """
-    current = champion(client, model_name)
+    current = champion(client, model_name, strict=True)
     try:
         previous = client.get_model_version_by_alias(model_name, PREVIOUS)
-    except MlflowException:
+    except Exception as exc:
+        if not _absent(exc):
+            raise RegistryUnavailable(f"MLflow registry: {exc}") from exc
         raise RollbackError(f"{model_name} has no version with alias '{PREVIOUS}'") from None
     if current is None:
         raise RollbackError(f"{model_name} has no champion")

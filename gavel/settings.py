@@ -76,6 +76,23 @@ class TrainerSettings(BaseModel):
     )
     margin: float = Field(0.02, ge=0, description="Relative MAPE gain needed to promote.")
     lock_ttl_s: float = Field(20.0, gt=1, description="Lease of the single-flight Redis lock.")
+    read_back_days: float = Field(
+        30.0,
+        gt=0,
+        description="Kafka (ingestion) time read back for a training window: both topics are "
+        "read from offsets_for_times(now - this). Cover train_days + eval_days of sales and "
+        "how long a listing waits for its sale.",
+    )
+    read_timeout_s: float = Field(
+        60.0, gt=0, description="Longest a window read may take to reach the high watermarks."
+    )
+    retry_initial_s: float = Field(
+        1.0, gt=0, description="First wait while Redis, MLflow or Kafka is down (then doubles)."
+    )
+    retry_max_s: float = Field(30.0, gt=0, description="Longest wait between two tries.")
+    redis_timeout_s: float = Field(
+        5.0, gt=0, description="Socket timeout of the trainer's Redis calls."
+    )
     nice: int = Field(
         10, ge=0, le=19, description="CPU niceness of `gavel trainer run`: scoring comes first."
     )

@@ -1,26 +1,21 @@
-"""Recent labelled auctions for retraining: read back from Kafka and split in time.
+"""Recent labelled auctions for retraining: joined from the contract events, split in time.
 
 The features come from ``prices.scored`` (valid listings only) and the labels from
-``auctions.sold``. The split is point-in-time correct: the evaluation slice is the
-latest ``eval_days`` of sales, and every training label was known before it began.
+``auctions.sold``; :mod:`trainer.window` reads both back from Kafka. The split is
+point-in-time correct: the evaluation slice is the latest ``eval_days`` of sales, and
+every training label was known before it began.
 """
 
 from __future__ import annotations
 
 import logging
-import time
-import uuid
+from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Any
 
-import orjson
 import pandas as pd
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from gavel.kafka import consumer_config
-from gavel.schemas import LISTING_FIELDS
-from gavel.settings import Settings, TrainerSettings
-from gavel.topics import AUCTIONS_SOLD, PRICES_SCORED
+from gavel.schemas import LISTING_FIELDS, Sale, ScoredPrice
+from gavel.settings import TrainerSettings
 from producers.sources.frame import TARGET
 from trainer.split import SplitError, TimeSplit
 
@@ -29,62 +24,21 @@ log = logging.getLogger(__name__)
 SOLD_AT = "sold_at"
 
 
-def read_topic(settings: Settings, topic: str, timeout_s: float = 60.0) -> list[dict[str, Any]]:
-    """Every readable value of ``topic`` up to its current end."""
-    name = settings.topic(topic)
-    consumer = Consumer(
-        consumer_config(settings, f"{settings.group('trainer-reader')}-{uuid.uuid4().hex[:6]}")
-    )
-    try:
-        partitions = consumer.list_topics(name, timeout=10).topics[name].partitions
-        ends: dict[int, int] = {}
-        assignment = []
-        for partition in partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(name, partition), timeout=10)
-            if high > low:
-                ends[partition] = high
-                assignment.append(TopicPartition(name, partition, OFFSET_BEGINNING))
-        if not assignment:
-            return []
-        consumer.assign(assignment)
-        values: list[dict[str, Any]] = []
-        deadline = time.monotonic() + timeout_s
-        while ends and time.monotonic() < deadline:
-            for message in consumer.consume(5000, timeout=0.5):
-                if message.error():
-                    continue
-                try:
-                    values.append(orjson.loads(message.value()))
-                except orjson.JSONDecodeError:
-                    continue
-                if message.offset() + 1 >= ends.get(message.partition(), 0):
-                    ends.pop(message.partition(), None)
-        return values
-    finally:
-        consumer.close()
-
-
-def labelled_frame(scored: list[dict[str, Any]], sales: list[dict[str, Any]]) -> pd.DataFrame:
+def labelled_frame(scored: Iterable[ScoredPrice], sales: Iterable[Sale]) -> pd.DataFrame:
     """An auction frame (listing columns, ``sellingprice``) plus ``sold_at``, one row per
     auction that was both priced and sold, sorted by listing time."""
-    features = {event["auction_id"]: event["features"] for event in scored}  # last wins
+    features = {event.auction_id: event.features for event in scored}  # last wins
     rows = []
     for sale in sales:
-        listing = features.get(sale["auction_id"])
+        listing = features.get(sale.auction_id)
         if listing is not None:
-            rows.append({**listing, TARGET: sale["sellingprice"], SOLD_AT: sale["sold_at"]})
+            rows.append({**listing.model_dump(), TARGET: sale.sellingprice, SOLD_AT: sale.sold_at})
     columns = [*LISTING_FIELDS, TARGET, SOLD_AT]
     frame = pd.DataFrame.from_records(rows, columns=columns)
     frame = frame.drop_duplicates("auction_id", keep="last")
     for column in ("listed_at", SOLD_AT):
-        frame[column] = pd.to_datetime(frame[column], utc=True, format="ISO8601")
+        frame[column] = pd.to_datetime(frame[column], utc=True)
     return frame.sort_values("listed_at", kind="stable").reset_index(drop=True)
-
-
-def read_labelled(settings: Settings) -> pd.DataFrame:
-    frame = labelled_frame(read_topic(settings, PRICES_SCORED), read_topic(settings, AUCTIONS_SOLD))
-    log.info("read %d labelled auctions back from Kafka", len(frame))
-    return frame
 
 
 def new_labels(frame: pd.DataFrame, since: datetime | None) -> int:

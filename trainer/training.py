@@ -5,7 +5,7 @@ service.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,6 +63,24 @@ class _BoostingProgress(TrainingCallback):
         return False
 
 
+class _Checkpoint(TrainingCallback):
+    """Calls ``check`` after every boosting round; whatever it raises aborts the fit."""
+
+    def __init__(self, check: Callable[[], None]) -> None:
+        self.check = check
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _Checkpoint:
+        return self  # sklearn clones estimators; the check must stay the caller's
+
+    def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
+        self.check()
+        return False
+
+
+def _no_check() -> None:
+    return None
+
+
 @contextmanager
 def _stage(progress: Progress | None, description: str, total: float = 1) -> Iterator[TaskID]:
     task = progress.add_task(description, total=total) if progress else TaskID(0)
@@ -80,11 +98,14 @@ def fit_candidates(
     progress: Progress | None = None,
     xgb_params: dict[str, Any] | None = None,
     base: Pipeline | None = None,
+    checkpoint: Callable[[], None] = _no_check,
 ) -> tuple[FittedModel, FittedModel]:
     """The XGBoost model and the Ridge baseline, fitted on the split's training part.
 
     With a ``base`` (the champion's pipeline), its boosting is also continued on the
     training part, and whichever XGBoost does better on the validation part is the model.
+    ``checkpoint`` is called between steps and after every boosting round; an exception
+    it raises (a lost lease, a stop) aborts the fit.
     """
     x_train, y_train = features_and_target(split.train)
     x_validation, y_validation = features_and_target(split.validation)
@@ -92,11 +113,15 @@ def fit_candidates(
         baseline = fit_baseline(x_train, y_train)
     rounds = int({**XGB_DEFAULTS, **(xgb_params or {})}["n_estimators"])
     with _stage(progress, "fitting XGBoost (boosting rounds)", total=rounds) as task:
-        callbacks = [_BoostingProgress(progress, task)] if progress else None
+        callbacks: list[TrainingCallback] = [_Checkpoint(checkpoint)]
+        if progress:
+            callbacks.append(_BoostingProgress(progress, task))
         main = fit_xgboost(x_train, y_train, x_validation, y_validation, xgb_params, callbacks)
+    checkpoint()
     if base is not None:
         with _stage(progress, "continuing the champion's boosting"):
             continued = continue_xgboost(base, x_train, y_train, x_validation, y_validation)
+        checkpoint()
         if continued is not None:
             main = better_on(split.validation, main, continued)
     return main, baseline
@@ -163,7 +188,7 @@ def champion_metrics_on(
 
     ``pipeline`` is the champion's, when the caller already loaded it.
     """
-    current = registry.champion(client, model_name)
+    current = registry.champion(client, model_name, strict=True)  # down is not absent
     if current is None:
         return None, {}
     try:
@@ -186,16 +211,19 @@ def train_and_register(
     progress: Progress | None = None,
     alert_id: str | None = None,
     base: Pipeline | None = None,
+    checkpoint: Callable[[], None] = _no_check,
 ) -> TrainingResult:
     """Train on ``split``, log everything to MLflow, register a version and gate promotion.
 
     The challenger is compared with the current champion on the split's test rows. With
     ``base`` (the champion's pipeline, already loaded), continuing its boosting is one
-    more candidate (see :func:`fit_candidates`).
+    more candidate (see :func:`fit_candidates`). ``checkpoint`` is called during the fit
+    and once more before anything is logged or registered: what it raises aborts the run
+    with nothing registered.
     """
     client = registry.connect(settings)
     mlflow.set_experiment(settings.experiment_name)
-    main, baseline = fit_candidates(split, progress, xgb_params, base)
+    main, baseline = fit_candidates(split, progress, xgb_params, base, checkpoint)
     with _stage(progress, "evaluating on the test period"):
         test_metrics, test_predictions = evaluate(main, split.test)
         validation_metrics, _ = evaluate(main, split.validation)
@@ -215,6 +243,7 @@ def train_and_register(
         metrics |= prefixed(champion, "champion_test")
     decision = decide_promotion(metrics["test_mape"], champion.get("mape"), margin)
     description = split.describe()
+    checkpoint()
     with (
         _stage(progress, "logging to MLflow and registering"),
         mlflow.start_run(run_name=f"train-until-{split.train_until:%Y-%m-%d}") as run,

@@ -9,6 +9,7 @@ import pytest
 from gavel.metrics import mape
 from producers.sources.frame import TARGET
 from tests.unit.trainer.test_pipeline import XGB_PARAMS, hand_built_auctions
+from trainer.lease import LeaseLost
 from trainer.pipeline import FittedModel, continue_xgboost, fit_baseline, fit_xgboost
 from trainer.split import TimeSplit
 from trainer.training import better_on, features_and_target, fit_candidates
@@ -94,3 +95,32 @@ def test_fit_candidates_tries_the_continued_champion(
     assert baseline.name == "ridge_baseline"
     without, _ = fit_candidates(split, xgb_params=XGB_PARAMS)
     assert without.name == "xgboost"
+
+
+def test_a_failing_checkpoint_aborts_the_fit_within_a_boosting_round(
+    recent: pd.DataFrame,
+) -> None:
+    """What a lost lease does to a training: the checkpoint raises and the fit stops."""
+    split = TimeSplit(
+        train=recent.iloc[:600],
+        validation=recent.iloc[600:750],
+        test=recent.iloc[750:],
+        train_until=recent["listed_at"].iloc[750],
+        test_until=recent["listed_at"].iloc[-1],
+    )
+    rounds: list[int] = []
+
+    def checkpoint() -> None:
+        rounds.append(1)
+        if len(rounds) == 5:
+            raise LeaseLost("lost the training lock")
+
+    with pytest.raises(LeaseLost):
+        fit_candidates(split, xgb_params={"n_estimators": 500}, checkpoint=checkpoint)
+    assert len(rounds) == 5  # stopped at once, not after the 500 rounds
+    calls: list[int] = []
+    fitted, _ = fit_candidates(
+        split, xgb_params={"n_estimators": 30}, checkpoint=lambda: calls.append(1)
+    )
+    rounds_run = fitted.pipeline.named_steps["model"].regressor_.get_booster().num_boosted_rounds()
+    assert len(calls) == rounds_run + 1  # once per round, and once after the fit

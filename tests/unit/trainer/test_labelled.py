@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gavel.schemas import LISTING_FIELDS, Listing, ScoredPrice
+from gavel.schemas import LISTING_FIELDS, Listing, Sale, ScoredPrice
 from gavel.settings import TrainerSettings
 from producers.sources.frame import TARGET
 from trainer.labelled import SOLD_AT, labelled_frame, new_labels, retraining_split
@@ -21,8 +21,8 @@ T0 = datetime(2015, 1, 1, tzinfo=UTC)
 
 def scored(
     auction_id: str, listed_at: datetime, version: str = "1", **features: Any
-) -> dict[str, Any]:
-    """A ``prices.scored`` value as the worker writes it (JSON-decoded)."""
+) -> ScoredPrice:
+    """A ``prices.scored`` event as the worker writes it."""
     listing = Listing(
         auction_id=auction_id,
         listed_at=listed_at,
@@ -40,12 +40,12 @@ def scored(
         scored_at=listed_at + timedelta(seconds=1),
         features=listing,
     )
-    return event.model_dump(mode="json")
+    return event
 
 
-def sale(auction_id: str, sold_at: datetime | str, price: float = 9000.0) -> dict[str, Any]:
+def sale(auction_id: str, sold_at: datetime | str, price: float = 9000.0) -> Sale:
     sold = sold_at if isinstance(sold_at, str) else sold_at.isoformat()
-    return {"auction_id": auction_id, "sold_at": sold, "sellingprice": price}
+    return Sale.model_validate({"auction_id": auction_id, "sold_at": sold, "sellingprice": price})
 
 
 # --- labelled_frame ------------------------------------------------------------------------
