@@ -18,7 +18,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from gavel.kafka import consumer_config
 from gavel.settings import Settings
-from gavel.stack.process import ManagedProcess
+from gavel.stack.process import ManagedProcess, wait_until
 
 
 @dataclass(frozen=True)
@@ -160,3 +160,49 @@ def wait_for(
             idle = "" if progress is None else f", last progress: {last!r}"
             raise TimeoutError(f"timed out after {now - started:.0f}s waiting for {what}{idle}")
         time.sleep(0.5)
+
+
+class ThrowawayMlflow:
+    """An MLflow server of our own on a free port (sqlite in a temporary directory), as
+    the stack runs it; stopping and starting it again keeps its registry."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.home = workdir / f"mlflow-{self.port}"
+        (self.home / "artifacts").mkdir(parents=True)
+        self.process = ManagedProcess(f"mlflow-{self.port}", self.home)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout_s: float = 180) -> None:
+        self.process.start(
+            [
+                sys.executable,
+                "-m",
+                "mlflow",
+                "server",
+                "--backend-store-uri",
+                f"sqlite:///{self.home / 'mlflow.db'}",
+                "--artifacts-destination",
+                str(self.home / "artifacts"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--workers",
+                "1",
+            ]
+        )
+        assert wait_until(self.healthy, timeout_s, interval_s=0.5), self.process.log_tail(30)
+
+    def healthy(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/health", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def stop(self) -> None:
+        self.process.stop(timeout_s=20)
+        assert wait_until(lambda: not self.healthy(), 10)

@@ -13,9 +13,9 @@ import pytest
 from gavel import registry
 from gavel.registry import RegistryUnavailable
 from gavel.settings import Settings
+from tests.helpers import ThrowawayMlflow
 from tests.integration.trainer_fixtures import (
     FAST_FAILING_MLFLOW,
-    ThrowawayMlflow,
     feed_window,
     send_alert,
     train_first_champion,
