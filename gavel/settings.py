@@ -155,6 +155,12 @@ class Settings(BaseSettings):
         description="The last champion served, kept locally: a worker that starts while "
         "the registry is down serves it.",
     )
+    worker_predict_max_bytes: int = Field(
+        1_048_576, ge=1024, le=1_048_576, description="Largest POST /predict body (413 above)."
+    )
+    worker_predict_concurrency: int = Field(
+        4, ge=1, description="POST /predict requests priced at once; more get 429."
+    )
     worker_max_listing_bytes: int = Field(
         65_536,
         ge=1024,

@@ -46,7 +46,7 @@ from stream_app.metrics import WorkerMetrics
 from stream_app.model import CACHE, LoadedModel, ModelHolder, RegistryModelSource
 from stream_app.model_cache import ModelCache
 from stream_app.outputs import BatchOutputs, OutputPolicy, OutputsFailed, Verdict
-from stream_app.predict import parse_predict_request
+from stream_app.predict import admit, parse_predict_request
 from stream_app.validation import Invalid
 
 log = logging.getLogger("stream_app")
@@ -401,10 +401,26 @@ def create_app(settings: Settings, worker: ScoringWorker | None = None) -> faust
             exposition = generate_latest(worker.metrics.registry).decode()
             return self.text(exposition, content_type=PROMETHEUS_TEXT)
 
+    predicting = asyncio.Semaphore(settings.worker_predict_concurrency)
+
     @app.page("/predict")
     class Predict(View):
         async def post(self, request: Request) -> Response:
-            listings, errors = parse_predict_request(await request.read())
+            limit = settings.worker_predict_max_bytes
+            refusal = admit(request.content_type, request.content_length, limit)
+            if refusal is not None:
+                return self.json({"detail": refusal.detail}, status=refusal.status)
+            if predicting.locked():  # a bound, not a queue: the stream comes first
+                busy = {"detail": "too many predictions at once; retry shortly"}
+                return self.json(busy, status=429, headers={"Retry-After": "1"})
+            async with predicting:
+                body = await request.content.read(limit + 1)
+                if len(body) > limit:
+                    return self.json({"detail": f"body exceeds {limit} bytes"}, status=413)
+                return await self.price(body)
+
+        async def price(self, body: bytes) -> Response:
+            listings, errors = parse_predict_request(body)
             if errors:
                 return self.json({"detail": errors}, status=422)
             model = holder.current

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -19,6 +20,31 @@ from gavel.schemas import Listing, utc_now
 from stream_app.validation import field_errors
 
 MAX_LISTINGS_PER_REQUEST = 10_000
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a ``/predict`` request is refused before its body is read."""
+
+    status: int
+    detail: str
+
+
+def admit(content_type: str, content_length: int | None, max_bytes: int) -> Refusal | None:
+    """None when a request may be read; otherwise the HTTP status and why.
+
+    >>> admit("application/json", 120, 1024) is None
+    True
+    >>> admit("application/x-www-form-urlencoded", 120, 1024).status
+    415
+    >>> admit("application/json", 4096, 1024).status
+    413
+    """
+    if content_type != "application/json" and not content_type.endswith("+json"):
+        return Refusal(415, f"send JSON (Content-Type: application/json), not {content_type!r}")
+    if content_length is not None and content_length > max_bytes:
+        return Refusal(413, f"body of {content_length} bytes exceeds the {max_bytes}-byte limit")
+    return None
 
 
 def parse_predict_request(body: bytes) -> tuple[list[Listing], list[dict[str, Any]]]:

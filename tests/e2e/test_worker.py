@@ -185,4 +185,9 @@ def test_predict_returns_the_streamed_price_and_422_on_bad_input(
     assert response.status_code == 422
     errors = response.json()["detail"]
     assert {(e["index"], e["loc"][0]) for e in errors} == {(1, "odometer"), (1, "year")}
-    assert httpx.post(url, content=b"{oops").status_code == 422
+    json_type = {"Content-Type": "application/json"}
+    assert httpx.post(url, content=b"{oops", headers=json_type).status_code == 422
+    assert httpx.post(url, content=b"{}", headers={"Content-Type": "text/plain"}).status_code == 415
+    assert httpx.post(url, data={"year": "2012"}).status_code == 415  # a form, as curl -d sends
+    huge = b"[" + b"{}," * 400_000 + b"{}]"
+    assert httpx.post(url, content=huge, headers=json_type).status_code == 413
