@@ -21,7 +21,6 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import numpy as np
-from mlflow.exceptions import MlflowException
 from sklearn.pipeline import Pipeline
 
 from gavel import registry
@@ -76,13 +75,8 @@ class RegistryModelSource:
 
     def champion_version(self) -> str | None:
         """The champion alias's version; None if there is none; raises if unreachable."""
-        try:
-            version = self.client.get_model_version_by_alias(self.model_name, registry.CHAMPION)
-        except MlflowException as exc:
-            if exc.error_code in {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}:
-                return None
-            raise
-        return str(version.version)
+        current = registry.champion(self.client, self.model_name, strict=True)
+        return current.version if current else None
 
     def load(self, version: str) -> LoadedModel:
         started = time.monotonic()
