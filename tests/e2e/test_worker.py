@@ -4,7 +4,7 @@ and /predict agreeing with the stream."""
 from __future__ import annotations
 
 import threading
-import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -18,7 +18,7 @@ from gavel.topics import AUCTIONS_DEADLETTER, MODELS_UPDATES, PRICES_SCORED
 from producers.replay import ReplayOptions, replay
 from producers.sources.synthetic import generate_auctions
 from tests.e2e.conftest import train_champion, worker_health_url
-from tests.helpers import Record, consume, http_ok, service
+from tests.helpers import Record, consume, http_ok, service, wait_for
 from trainer.training import TrainingResult
 
 pytestmark = pytest.mark.e2e
@@ -111,13 +111,33 @@ def publish_update(settings: Settings, version: str, previous: str) -> None:
     assert producer.flush(10) == 0
 
 
-def replay_in_background(settings: Settings, n: int, rate: float) -> threading.Thread:
+def replay_around_swap(settings: Settings, n: int, swap: Callable[[], str]) -> str:
+    """Replay ``n`` listings with a swap in the middle; returns the new version.
+
+    The order follows the worker's own signals, not the machine's speed: the first third
+    is scored (by the old version) before the swap starts; the second third streams while
+    the swap happens; the last third follows once ``/health`` names the new version.
+    """
     frame = listings(n, seed=33)
-    thread = threading.Thread(
-        target=replay, args=(frame, settings, ReplayOptions(with_sales=False, rate=rate))
+    third = n // 3
+    options = ReplayOptions(with_sales=False, rate=800)
+    replay(frame.iloc[:third], settings, options)
+    consume(settings, PRICES_SCORED, until=lambda r: len(distinct(r)) >= third)
+    during = threading.Thread(
+        target=replay, args=(frame.iloc[third : 2 * third], settings, options)
     )
-    thread.start()
-    return thread
+    during.start()
+    new_version = swap()
+    wait_for(
+        lambda: (
+            httpx.get(worker_health_url(settings), timeout=5).json()["model_version"] == new_version
+        ),
+        60,
+        "the worker to serve the new version",
+    )
+    during.join()
+    replay(frame.iloc[2 * third :], settings, options)
+    return new_version
 
 
 def assert_switch_without_loss(settings: Settings, old: str, new: str, n: int) -> None:
@@ -138,12 +158,13 @@ def assert_switch_without_loss(settings: Settings, old: str, new: str, n: int) -
 def test_promotion_mid_stream_switches_version_via_models_updates(
     services: Settings, champion: TrainingResult, worker: ManagedProcess
 ) -> None:
-    thread = replay_in_background(services, 4000, rate=800)
-    time.sleep(2.0)
-    new_version = promote_copy_of_champion(services, "hot-swap test")
-    publish_update(services, new_version, champion.version)
-    thread.join()
-    assert_switch_without_loss(services, champion.version, new_version, 4000)
+    def swap() -> str:
+        version = promote_copy_of_champion(services, "hot-swap test")
+        publish_update(services, version, champion.version)
+        return version
+
+    new_version = replay_around_swap(services, 4500, swap)
+    assert_switch_without_loss(services, champion.version, new_version, 4500)
 
 
 def test_alias_polling_swaps_even_without_an_update_event(
@@ -156,10 +177,9 @@ def test_alias_polling_swaps_even_without_an_update_event(
     with service(
         "worker", ["worker"], settings, tmp_path, ready=http_ok(worker_health_url(settings))
     ):
-        thread = replay_in_background(settings, 3000, rate=800)
-        time.sleep(1.5)
-        new_version = promote_copy_of_champion(settings, "polling test")
-        thread.join()
+        new_version = replay_around_swap(
+            settings, 3000, lambda: promote_copy_of_champion(settings, "polling test")
+        )
         assert_switch_without_loss(settings, first.version, new_version, 3000)
 
 
