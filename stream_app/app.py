@@ -41,7 +41,7 @@ from gavel.topics import AUCTIONS_DEADLETTER, AUCTIONS_LISTED, PRICES_SCORED
 from gavel.updates import UpdateFollower
 from stream_app import faust_tuning
 from stream_app.batch import SCORED, BatchResult, IncomingEvent, Limits, score_batch
-from stream_app.health import HealthFacts, assess
+from stream_app.health import HealthFacts, assess, stalled_for
 from stream_app.metrics import WorkerMetrics
 from stream_app.model import CACHE, LoadedModel, ModelHolder, RegistryModelSource
 from stream_app.model_cache import ModelCache
@@ -277,8 +277,7 @@ class ScoringWorker:
             self.facts.last_progress_at = time.monotonic()
         self.facts.lag = lag
         self.metrics.consumer_lag.set(lag)
-        stalled = assess(self.facts, time.monotonic()).problems
-        self.metrics.stalled.set(1 if any(p.startswith("stalled") for p in stalled) else 0)
+        self.metrics.stalled.set(0 if stalled_for(self.facts, time.monotonic()) is None else 1)
 
 
 def model_id(model: LoadedModel) -> tuple[str, str]:

@@ -168,6 +168,11 @@ class BatchOutputs:
     def send(self, outputs: Iterable[tuple[str, Output]]) -> asyncio.Future[Counter[str]]:
         """Produce ``(topic, output)`` pairs; the future resolves when all are acknowledged."""
         batch = _Batch()
+        if self.on_success is not None:  # once per confirmed batch, not per message
+            on_success = self.on_success
+            batch.future.add_done_callback(
+                lambda done: on_success() if not done.cancelled() and not done.exception() else None
+            )
         for topic, output in outputs:
             batch.outstanding += 1
             self._produce(batch, _Pending(topic, output))
@@ -182,8 +187,6 @@ class BatchOutputs:
 
         def delivered(error: KafkaError | None, _message: Any) -> None:
             if error is None:
-                if self.on_success is not None:
-                    self.on_success()
                 batch.delivered(pending.output)
             else:
                 self._refused(batch, pending, error)
