@@ -403,7 +403,29 @@ def demo(
 
 
 def main() -> None:
-    app()
+    from pydantic import ValidationError
+
+    try:
+        app()
+    except ValidationError as exc:
+        # Not str(exc): pydantic quotes the input, which may hold a password.
+        problems = "\n".join(
+            f"  {'.'.join(map(str, error['loc'])) or 'settings'}: {error['msg']}"
+            for error in exc.errors(include_input=False)
+        )
+        console.print(f"[bold red]error:[/] invalid settings (GAVEL_* or .env):\n{problems}")
+        raise SystemExit(2) from None
+    except Exception as exc:
+        from gavel import registry
+
+        if not registry.refused_credentials(exc):
+            raise
+        console.print(
+            "[bold red]error:[/] MLflow refused the credentials: set "
+            "GAVEL_MLFLOW_TRACKING_USERNAME and GAVEL_MLFLOW_TRACKING_PASSWORD "
+            f"(server said: {str(exc)[:200]})"
+        )
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

@@ -15,8 +15,33 @@ from gavel.topics import TOPICS
 log = logging.getLogger(__name__)
 
 
+def client_config(settings: Settings) -> dict[str, Any]:
+    """What every librdkafka client needs: the brokers, TLS and SASL from the settings.
+
+    >>> client_config(Settings(kafka_bootstrap="b:9092"))
+    {'bootstrap.servers': 'b:9092', 'security.protocol': 'PLAINTEXT'}
+    """
+    protocol = settings.kafka_security_protocol
+    config: dict[str, Any] = {
+        "bootstrap.servers": settings.kafka_bootstrap,
+        "security.protocol": protocol.value,
+    }
+    if protocol.uses_tls:
+        if settings.kafka_ssl_ca_file is not None:
+            config["ssl.ca.location"] = str(settings.kafka_ssl_ca_file)
+        config["ssl.endpoint.identification.algorithm"] = (
+            "https" if settings.kafka_ssl_check_hostname else "none"
+        )
+    if protocol.uses_sasl:
+        assert settings.kafka_sasl_password is not None  # the settings check this
+        config["sasl.mechanism"] = settings.kafka_sasl_mechanism.value
+        config["sasl.username"] = settings.kafka_sasl_username
+        config["sasl.password"] = settings.kafka_sasl_password.get_secret_value()
+    return config
+
+
 def admin_client(settings: Settings) -> AdminClient:
-    return AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    return AdminClient(client_config(settings))
 
 
 def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> dict[str, int]:
@@ -76,7 +101,7 @@ def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
     on the same partition number in every topic, whichever service wrote it.
     """
     config: dict[str, Any] = {
-        "bootstrap.servers": settings.kafka_bootstrap,
+        **client_config(settings),
         "partitioner": "murmur2_random",
         "enable.idempotence": True,
         "acks": "all",
@@ -90,7 +115,7 @@ def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
 
 def consumer_config(settings: Settings, group_id: str, **overrides: Any) -> dict[str, Any]:
     config: dict[str, Any] = {
-        "bootstrap.servers": settings.kafka_bootstrap,
+        **client_config(settings),
         "group.id": group_id,
         "auto.offset.reset": "earliest",
         "enable.auto.commit": False,

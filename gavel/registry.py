@@ -62,8 +62,17 @@ def _quiet(logger_name: str) -> Iterator[None]:
 
 
 def connect(settings: Settings) -> MlflowClient:
+    """A registry client; MLflow basic-auth credentials come from the settings.
+
+    MLflow reads them from ``MLFLOW_TRACKING_USERNAME``/``PASSWORD`` on every request,
+    so they are put there (the process's own environment, never a log).
+    """
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    password = settings.mlflow_tracking_password
+    if settings.mlflow_tracking_username and password is not None:
+        os.environ["MLFLOW_TRACKING_USERNAME"] = settings.mlflow_tracking_username
+        os.environ["MLFLOW_TRACKING_PASSWORD"] = password.get_secret_value()
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     mlflow.set_registry_uri(settings.mlflow_tracking_uri)
     return MlflowClient(settings.mlflow_tracking_uri, settings.mlflow_tracking_uri)
@@ -133,6 +142,15 @@ def champion(client: MlflowClient, model_name: str, strict: bool = False) -> Cha
         return _info(client, version)
     except Exception as exc:
         raise RegistryUnavailable(f"MLflow registry: {exc}") from exc
+
+
+def refused_credentials(exc: BaseException) -> bool:
+    """Whether the registry answered that we may not in (HTTP 401 or 403)."""
+    if not isinstance(exc, MlflowException):
+        return False
+    if exc.error_code in {"UNAUTHENTICATED", "PERMISSION_DENIED"}:
+        return True
+    return any(f"error code {code}" in str(exc) for code in (401, 403))
 
 
 def _absent(exc: Exception) -> bool:
@@ -205,8 +223,10 @@ def model_versions(client: MlflowClient, model_name: str) -> list[dict[str, Any]
     """Every version with its aliases, test MAPE and promotion tags, newest first."""
     try:
         registered = client.get_registered_model(model_name)
-    except MlflowException:
-        return []
+    except MlflowException as exc:
+        if _absent(exc):
+            return []
+        raise  # refused or failing: not the same as "no versions"
     aliases: dict[str, list[str]] = {}
     for alias, version in (registered.aliases or {}).items():
         aliases.setdefault(str(version), []).append(alias)

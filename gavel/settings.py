@@ -11,13 +11,38 @@ file; the defaults point at the local stack that ``gavel stack up`` starts.
 from __future__ import annotations
 
 import json
+from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class KafkaSecurityProtocol(StrEnum):
+    """How clients talk to the brokers (Kafka's ``security.protocol``)."""
+
+    PLAINTEXT = "PLAINTEXT"
+    SSL = "SSL"
+    SASL_PLAINTEXT = "SASL_PLAINTEXT"
+    SASL_SSL = "SASL_SSL"
+
+    @property
+    def uses_tls(self) -> bool:
+        return self in (KafkaSecurityProtocol.SSL, KafkaSecurityProtocol.SASL_SSL)
+
+    @property
+    def uses_sasl(self) -> bool:
+        return self.value.startswith("SASL_")
+
+
+class SaslMechanism(StrEnum):
+    PLAIN = "PLAIN"
+    SCRAM_SHA_256 = "SCRAM-SHA-256"
+    SCRAM_SHA_512 = "SCRAM-SHA-512"
 
 
 class MonitorSettings(BaseModel):
@@ -128,10 +153,38 @@ class Settings(BaseSettings):
     prometheus_port: int = 9090
     prometheus_scrape_interval_s: float = Field(5.0, gt=0)
 
+    stack_kafka_sasl_ssl_port: int | None = Field(
+        None,
+        description="Also open a SASL_SSL listener on this port (local stack only). It "
+        "needs stack_kafka_keystore; the SASL user is kafka_sasl_username.",
+    )
+    stack_kafka_keystore: Path | None = Field(
+        None, description="PKCS12 keystore with the broker's key and certificate."
+    )
+    stack_kafka_keystore_password: SecretStr | None = None
+
     # Connections (derived from the ports unless set explicitly)
     kafka_bootstrap: str = ""
     redis_url: str = ""
     mlflow_tracking_uri: str = ""
+
+    # Credentials and transport security; every client takes them from here.
+    kafka_security_protocol: KafkaSecurityProtocol = KafkaSecurityProtocol.PLAINTEXT
+    kafka_sasl_mechanism: SaslMechanism = SaslMechanism.SCRAM_SHA_512
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_ca_file: Path | None = Field(
+        None, description="CA certificate (PEM) that signed the brokers'; unset: system CAs."
+    )
+    kafka_ssl_check_hostname: bool = Field(
+        True, description="Verify that the broker's certificate names the host connected to."
+    )
+    redis_username: str | None = Field(None, description="Redis ACL user; unset: 'default'.")
+    redis_password: SecretStr | None = None
+    mlflow_tracking_username: str | None = Field(
+        None, description="MLflow basic auth (the server's basic-auth app)."
+    )
+    mlflow_tracking_password: SecretStr | None = None
 
     # Topics; the namespace prefixes topic names, consumer groups and Redis keys so that
     # several environments (or test runs) can share one cluster.
@@ -216,9 +269,44 @@ class Settings(BaseSettings):
                 setattr(self, name, value)
         return self
 
+    @model_validator(mode="after")
+    def _check_credentials(self) -> Settings:
+        if self.kafka_security_protocol.uses_sasl and not (
+            self.kafka_sasl_username and self.kafka_sasl_password
+        ):
+            raise ValueError(
+                f"kafka_security_protocol={self.kafka_security_protocol.value} needs "
+                "GAVEL_KAFKA_SASL_USERNAME and GAVEL_KAFKA_SASL_PASSWORD"
+            )
+        if self.kafka_ssl_ca_file is not None and not self.kafka_ssl_ca_file.is_file():
+            raise ValueError(f"kafka_ssl_ca_file {self.kafka_ssl_ca_file} is not a file")
+        if bool(self.mlflow_tracking_username) != bool(self.mlflow_tracking_password):
+            raise ValueError("MLflow basic auth needs both a username and a password")
+        if self.stack_kafka_sasl_ssl_port is not None and self.stack_kafka_keystore is None:
+            raise ValueError("stack_kafka_sasl_ssl_port needs stack_kafka_keystore")
+        return self
+
+    def secrets(self) -> list[str]:
+        """Every secret value in these settings, to keep out of logs."""
+        values = [
+            getattr(self, name).get_secret_value()
+            for name in type(self).model_fields
+            if isinstance(getattr(self, name), SecretStr)
+        ]
+        for url in (self.redis_url, self.mlflow_tracking_uri):
+            password = urlsplit(url).password
+            if password:
+                values.append(password)
+        return values
+
     @property
-    def champion_uri(self) -> str:
-        return f"models:/{self.model_name}@champion"
+    def redis_display_url(self) -> str:
+        """The Redis URL without any password in it, for logs and status tables."""
+        return redact_url(self.redis_url)
+
+    @property
+    def mlflow_display_uri(self) -> str:
+        return redact_url(self.mlflow_tracking_uri)
 
     def topic(self, name: str) -> str:
         """The namespaced name of a topic from :mod:`gavel.topics`."""
@@ -240,9 +328,17 @@ class Settings(BaseSettings):
         return Settings(**{**self._explicit_values(), **changes})
 
     def to_env(self) -> dict[str, str]:
-        """These settings as GAVEL_* variables, to hand to a child process."""
+        """These settings as GAVEL_* variables, to hand to a child process.
+
+        Secrets are passed in clear: the environment of a child is not a log.
+        """
         env: dict[str, str] = {}
-        for key, value in self._explicit_values(mode="json").items():
+        values = self._explicit_values(mode="json")
+        for name in type(self).model_fields:
+            secret = getattr(self, name)
+            if isinstance(secret, SecretStr) and name in values:
+                values[name] = secret.get_secret_value()
+        for key, value in values.items():
             if value is None:
                 continue  # unset: the child takes the same default
             if isinstance(value, dict):
@@ -252,11 +348,31 @@ class Settings(BaseSettings):
         return env
 
 
+def redact_url(url: str) -> str:
+    """``url`` with the password of its user part masked.
+
+    >>> redact_url("redis://gavel:s3cret@cache:6379/0")
+    'redis://gavel:***@cache:6379/0'
+    >>> redact_url("http://127.0.0.1:5000")
+    'http://127.0.0.1:5000'
+    """
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
 def _env_text(value: object) -> str:
     return json.dumps(value) if isinstance(value, list | dict) else str(value)
 
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process-wide settings, read once."""
-    return Settings()
+    """The process-wide settings, read once; their secrets are masked in every log."""
+    from gavel.logs import redact_secrets
+
+    settings = Settings()
+    redact_secrets(settings.secrets())
+    return settings

@@ -30,11 +30,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TypeVar
 
-import redis
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from prometheus_client import start_http_server
 from tenacity import RetryCallState, RetryError, Retrying, stop_when_event_set, wait_exponential
 
+from gavel import redis_client
 from gavel.kafka import admin_client, consumer_config, producer_config
 from gavel.schemas import DriftAlert
 from gavel.settings import Settings
@@ -81,7 +81,7 @@ class MonitorService:
         )
         self.producer = Producer(producer_config(settings))
         self.store = CheckpointStore(
-            redis.Redis.from_url(settings.redis_url, socket_timeout=10), checkpoint_key(settings)
+            redis_client.connect(settings, timeout_s=10), checkpoint_key(settings)
         )
         self.topics = {
             settings.topic(PRICES_SCORED): PRICES_SCORED,

@@ -21,6 +21,7 @@ import gc
 import logging
 import os
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -287,19 +288,46 @@ def model_id(model: LoadedModel) -> tuple[str, str]:
 def instance_id(settings: Settings) -> str | None:
     """The static group member id, with ``{hostname}`` filled in.
 
-    >>> import socket
-    >>> instance_id(Settings(worker_instance_id="w-{hostname}")) == f"w-{socket.gethostname()}"
-    True
+        >>> import socket
+    import ssl
+        >>> instance_id(Settings(worker_instance_id="w-{hostname}")) == f"w-{socket.gethostname()}"
+        True
     """
     if settings.worker_instance_id is None:
         return None
     return settings.worker_instance_id.replace("{hostname}", socket.gethostname())
 
 
+def faust_credentials(settings: Settings) -> faust.types.auth.CredentialsT | None:
+    """Faust's TLS and SASL credentials, from the same settings as every other client."""
+    protocol = settings.kafka_security_protocol
+    context = None
+    if protocol.uses_tls:
+        cafile = str(settings.kafka_ssl_ca_file) if settings.kafka_ssl_ca_file else None
+        context = ssl.create_default_context(cafile=cafile)
+        context.check_hostname = settings.kafka_ssl_check_hostname
+    if protocol.uses_sasl:
+        assert settings.kafka_sasl_password is not None  # the settings check this
+        return faust.SASLCredentials(
+            username=settings.kafka_sasl_username,
+            password=settings.kafka_sasl_password.get_secret_value(),
+            ssl_context=context,
+            mechanism=settings.kafka_sasl_mechanism.value,
+        )
+    if context is not None:
+        return faust.SSLCredentials(context)
+    return None
+
+
 def faust_settings(settings: Settings) -> dict[str, Any]:
     """Faust's own configuration, all of it from Gavel's settings."""
+    brokers = ";".join(f"kafka://{host}" for host in settings.kafka_bootstrap.split(","))
     return {
-        "broker": f"kafka://{settings.kafka_bootstrap}",
+        # Faust would let unprefixed variables (BROKER_URL, WEB_PORT, ...) override what
+        # is passed here; an empty environment makes Gavel's settings the only source.
+        "env": {},
+        "broker": brokers,
+        "broker_credentials": faust_credentials(settings),
         "store": "memory://",
         "key_serializer": "raw",
         "value_serializer": "raw",

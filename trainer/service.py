@@ -31,7 +31,7 @@ from confluent_kafka import Consumer, KafkaException, Message, Producer
 from sklearn.pipeline import Pipeline
 from tenacity import RetryCallState, Retrying, retry_if_exception
 
-from gavel import registry
+from gavel import redis_client, registry
 from gavel.kafka import consumer_config, producer_config
 from gavel.schemas import DriftAlert, ModelAction, ModelUpdate, utc_now
 from gavel.settings import Settings
@@ -61,9 +61,8 @@ class TrainerStore:
     """The trainer's Redis keys: state, decision log and lock, under the namespace."""
 
     def __init__(self, settings: Settings, client: redis.Redis | None = None) -> None:
-        timeout = settings.trainer.redis_timeout_s
-        self.client = client or redis.Redis.from_url(
-            settings.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout
+        self.client = client or redis_client.connect(
+            settings, timeout_s=settings.trainer.redis_timeout_s
         )
         self.prefix = f"gavel:{settings.namespace}{settings.model_name}:trainer:"
 

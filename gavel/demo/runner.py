@@ -238,7 +238,7 @@ def run_demo(base: Settings, plan: DemoPlan, console: Console, keep_running: boo
     story.step("done")
     console.print(
         f"MLflow runs and models are kept in {base.stack_dir / 'mlflow'}; "
-        f"`gavel stack up` serves them at {base.mlflow_tracking_uri}."
+        f"`gavel stack up` serves them at {base.mlflow_display_uri}."
     )
 
 

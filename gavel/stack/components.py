@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 
 import httpx
+from pydantic import SecretStr
 
 from gavel.settings import PROJECT_ROOT, Settings
 from gavel.stack.process import ManagedProcess, StackError
@@ -50,6 +52,9 @@ class Component(ABC):
     def start(self) -> int:
         return self.process.start(self.command(), cwd=self.settings.stack_dir)
 
+    def after_start(self) -> None:  # noqa: B027 - most servers need nothing afterwards
+        """Set up what needs the running server (users, for example); idempotent."""
+
     @property
     def home(self) -> Path:
         return self.settings.stack_dir / self.name
@@ -68,6 +73,11 @@ class Kafka(Component):
     @property
     def address(self) -> str:
         return self.settings.kafka_bootstrap
+
+    @property
+    def internal_address(self) -> str:
+        """The broker's own PLAINTEXT listener, which the stack itself uses."""
+        return f"{self.settings.host}:{self.settings.kafka_port}"
 
     @property
     def libs_dir(self) -> Path:
@@ -127,18 +137,20 @@ class Kafka(Component):
         s = self.settings
         self.home.mkdir(parents=True, exist_ok=True)
         voters = f"1@{s.host}:{s.kafka_controller_port}"
+        listeners = [f"PLAINTEXT://{s.host}:{s.kafka_port}"]
+        if s.stack_kafka_sasl_ssl_port is not None:
+            listeners.append(f"SASL_SSL://{s.host}:{s.stack_kafka_sasl_ssl_port}")
         properties = {
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.voters": voters,
-            "listeners": (
-                f"PLAINTEXT://{s.host}:{s.kafka_port},"
-                f"CONTROLLER://{s.host}:{s.kafka_controller_port}"
-            ),
-            "advertised.listeners": f"PLAINTEXT://{s.host}:{s.kafka_port}",
+            "listeners": ",".join([*listeners, f"CONTROLLER://{s.host}:{s.kafka_controller_port}"]),
+            "advertised.listeners": ",".join(listeners),
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "listener.security.protocol.map": (
+                "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL"
+            ),
             "log.dirs": str(self.data_dir),
             "num.partitions": str(s.topic_partitions),
             "offsets.topic.replication.factor": "1",
@@ -147,10 +159,62 @@ class Kafka(Component):
             "transaction.state.log.min.isr": "1",
             "group.initial.rebalance.delay.ms": "0",
             "log.retention.hours": "168",
+            **self.secure_listener_properties(),
         }
         text = "# Written by `gavel stack up`; edits are overwritten.\n"
         text += "".join(f"{key}={value}\n" for key, value in properties.items())
-        self.config_file.write_text(text)
+        write_private(self.config_file, text)
+
+    def secure_listener_properties(self) -> dict[str, str]:
+        """The SASL_SSL listener: TLS from the keystore, PLAIN and SCRAM logins.
+
+        The PLAIN user is written into the JAAS line; SCRAM users live in the cluster
+        metadata and are added by :meth:`after_start`.
+        """
+        s = self.settings
+        if s.stack_kafka_sasl_ssl_port is None or s.stack_kafka_keystore is None:
+            return {}
+        keystore_password = secret_text(s.stack_kafka_keystore_password)
+        plain_users = ""
+        if s.kafka_sasl_username and s.kafka_sasl_password:
+            password = jaas_quote(s.kafka_sasl_password.get_secret_value())
+            plain_users = f' user_{s.kafka_sasl_username}="{password}"'
+        scram = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+        prefix = "listener.name.sasl_ssl."
+        return {
+            "sasl.enabled.mechanisms": "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512",
+            prefix + "plain.sasl.jaas.config": (
+                f"org.apache.kafka.common.security.plain.PlainLoginModule required{plain_users};"
+            ),
+            prefix + "scram-sha-256.sasl.jaas.config": scram,
+            prefix + "scram-sha-512.sasl.jaas.config": scram,
+            prefix + "ssl.keystore.type": "PKCS12",
+            prefix + "ssl.keystore.location": str(s.stack_kafka_keystore),
+            prefix + "ssl.keystore.password": keystore_password,
+            prefix + "ssl.key.password": keystore_password,
+        }
+
+    def after_start(self) -> None:
+        """Create (or update) the SCRAM user of the settings for the SASL_SSL listener."""
+        s = self.settings
+        if s.stack_kafka_sasl_ssl_port is None or not s.kafka_sasl_username:
+            return
+        from confluent_kafka.admin import (
+            AdminClient,
+            ScramCredentialInfo,
+            ScramMechanism,
+            UserScramCredentialUpsertion,
+        )
+
+        password = secret_text(s.kafka_sasl_password).encode()
+        admin = AdminClient({"bootstrap.servers": self.internal_address, "log_level": 0})
+        # One request per mechanism: Kafka refuses two changes of one user in a request.
+        for mechanism in (ScramMechanism.SCRAM_SHA_256, ScramMechanism.SCRAM_SHA_512):
+            upsert = UserScramCredentialUpsertion(
+                s.kafka_sasl_username, ScramCredentialInfo(mechanism, 8192), password
+            )
+            for future in admin.alter_user_scram_credentials([upsert]).values():
+                future.result(timeout=30)
 
     def format_storage(self, java: str) -> None:
         storage_tool = [java, "-cp", f"{self.libs_dir}/*", "kafka.tools.StorageTool"]
@@ -185,7 +249,7 @@ class Kafka(Component):
     def healthy(self) -> bool:
         from confluent_kafka.admin import AdminClient
 
-        admin = AdminClient({"bootstrap.servers": self.address, "log_level": 0})
+        admin = AdminClient({"bootstrap.servers": self.internal_address, "log_level": 0})
         try:
             return bool(admin.list_topics(timeout=2).brokers)
         except Exception:
@@ -202,12 +266,30 @@ class Redis(Component):
 
     @property
     def address(self) -> str:
-        return self.settings.redis_url
+        return self.settings.redis_display_url
+
+    @property
+    def config_file(self) -> Path:
+        return self.home / "redis.conf"
 
     def prepare(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
         if find_redis_server() is None:
             apt_install("redis-server", binary="redis-server")
+        write_private(self.config_file, self.config_text())
+
+    def config_text(self) -> str:
+        """The password lives in a private file: a command line is visible to everyone."""
+        s = self.settings
+        text = "# Written by `gavel stack up`; edits are overwritten.\n"
+        if s.redis_password is None:
+            return text
+        password = s.redis_password.get_secret_value()
+        if any(c.isspace() for c in password):
+            raise StackError("the local Redis takes no whitespace in GAVEL_REDIS_PASSWORD")
+        if s.redis_username and s.redis_username != "default":
+            return text + f"user default off\nuser {s.redis_username} on >{password} ~* &* +@all\n"
+        return text + f"requirepass {password}\n"
 
     def command(self) -> list[str]:
         server = find_redis_server()
@@ -215,6 +297,7 @@ class Redis(Component):
             raise StackError("redis-server is not installed (apt-get install -y redis-server).")
         return [
             server,
+            str(self.config_file),
             "--port",
             str(self.port),
             "--bind",
@@ -230,10 +313,10 @@ class Redis(Component):
         ]
 
     def healthy(self) -> bool:
-        import redis
+        from gavel import redis_client
 
         try:
-            return bool(redis.Redis.from_url(self.address, socket_timeout=1).ping())
+            return bool(redis_client.connect(self.settings, timeout_s=1).ping())
         except Exception:
             return False
 
@@ -250,17 +333,55 @@ class MLflow(Component):
 
     @property
     def address(self) -> str:
-        return self.settings.mlflow_tracking_uri
+        return self.settings.mlflow_display_uri
+
+    @property
+    def auth_config_file(self) -> Path:
+        return self.home / "basic_auth.ini"
+
+    @property
+    def secured(self) -> bool:
+        return bool(self.settings.mlflow_tracking_username)
 
     def prepare(self) -> None:
         (self.home / "artifacts").mkdir(parents=True, exist_ok=True)
+        if self.secured:
+            write_private(self.auth_config_file, self.auth_config_text())
+
+    def flask_secret_key(self) -> str:
+        """The key of the auth app's CSRF tokens, made once and kept with the server."""
+        path = self.home / "flask_secret_key"
+        if not path.exists():
+            write_private(path, secrets.token_hex(32))
+        return path.read_text().strip()
+
+    def auth_config_text(self) -> str:
+        """MLflow's basic-auth app; the settings' user is its admin, others get nothing."""
+        s = self.settings
+        return (
+            "[mlflow]\n"
+            "default_permission = NO_PERMISSIONS\n"
+            f"database_uri = sqlite:///{self.home / 'basic_auth.db'}\n"
+            f"admin_username = {s.mlflow_tracking_username}\n"
+            f"admin_password = {secret_text(s.mlflow_tracking_password)}\n"
+            "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        )
+
+    def start(self) -> int:
+        env = dict(os.environ)
+        if self.secured:
+            env["MLFLOW_AUTH_CONFIG_PATH"] = str(self.auth_config_file)
+            env["MLFLOW_FLASK_SERVER_SECRET_KEY"] = self.flask_secret_key()
+        return self.process.start(self.command(), cwd=self.settings.stack_dir, env=env)
 
     def command(self) -> list[str]:
+        auth = ["--app-name", "basic-auth"] if self.secured else []
         return [
             sys.executable,
             "-m",
             "mlflow",
             "server",
+            *auth,
             "--backend-store-uri",
             f"sqlite:///{self.home / 'mlflow.db'}",
             "--artifacts-destination",
@@ -275,7 +396,8 @@ class MLflow(Component):
 
     def healthy(self) -> bool:
         try:
-            return httpx.get(f"{self.address}/health", timeout=2).status_code == 200
+            url = f"{self.settings.mlflow_tracking_uri}/health"
+            return httpx.get(url, timeout=2).status_code == 200
         except httpx.HTTPError:
             return False
 
@@ -336,6 +458,25 @@ scrape_configs:
     static_configs:
       - targets: ["{host}:{settings.monitor_metrics_port}"]
 """
+
+
+def secret_text(secret: SecretStr | None) -> str:
+    return secret.get_secret_value() if secret is not None else ""
+
+
+def jaas_quote(text: str) -> str:
+    """``text`` inside a JAAS double-quoted value in a properties file."""
+    if "\n" in text or "\r" in text:
+        raise StackError("a Kafka password cannot contain a line break")
+    return text.replace("\\", "\\\\\\\\").replace('"', '\\\\"')
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read: it may hold passwords."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600, exist_ok=True)
+    path.chmod(0o600)
+    path.write_text(text)
 
 
 def require_java() -> str:

@@ -73,6 +73,7 @@ def up(
                 f"{component.name} did not become healthy within {component.start_timeout_s:.0f}s. "
                 f"Last lines of {component.process.log_file}:\n{tail}"
             )
+        component.after_start()
         timings[component.name] = time.monotonic() - started
         console.print(
             f"[green]✓[/] {component.name} up at {component.address} "

@@ -27,7 +27,6 @@ def test_defaults_point_at_the_local_stack() -> None:
     assert settings.mlflow_tracking_uri == "http://127.0.0.1:5000"
     assert settings.namespace == ""
     assert settings.stack_dir == PROJECT_ROOT / ".stack"
-    assert settings.champion_uri == "models:/gavel-price@champion"
 
 
 def test_connections_derive_from_host_and_ports() -> None:
@@ -61,7 +60,6 @@ def test_env_vars_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.redis_url == "redis://elsewhere:1/2"
     assert settings.namespace == "dev1."
     assert settings.model_name == "gavel-test"
-    assert settings.champion_uri == "models:/gavel-test@champion"
     assert settings.worker_batch_within_s == 0.25
 
 
