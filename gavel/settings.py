@@ -16,7 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -268,6 +268,24 @@ class Settings(BaseSettings):
             if not getattr(self, name):
                 setattr(self, name, value)
         return self
+
+    @field_validator(
+        "kafka_sasl_username",
+        "kafka_sasl_password",
+        "kafka_ssl_ca_file",
+        "redis_username",
+        "redis_password",
+        "mlflow_tracking_username",
+        "mlflow_tracking_password",
+        "stack_kafka_sasl_ssl_port",
+        "stack_kafka_keystore",
+        "stack_kafka_keystore_password",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # docker-compose passes `${VAR:-}` as an empty string: that means "not set".
+        return None if value == "" else value
 
     @model_validator(mode="after")
     def _check_credentials(self) -> Settings:

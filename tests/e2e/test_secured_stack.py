@@ -28,6 +28,7 @@ from gavel.kafka import client_config, ensure_topics
 from gavel.settings import Settings
 from gavel.stack import manager
 from gavel.stack.components import Kafka
+from gavel.stack.tls import make_broker_keystore
 from gavel.topics import PRICES_SCORED
 from producers.replay import ReplayOptions, replay
 from producers.sources.synthetic import generate_auctions
@@ -46,69 +47,6 @@ from trainer.service import TrainerStore
 pytestmark = pytest.mark.e2e
 
 LISTINGS = 3000
-
-
-def openssl(*args: str, cwd: Path) -> None:
-    result = subprocess.run(["openssl", *args], cwd=cwd, capture_output=True, text=True)
-    assert result.returncode == 0, f"openssl {' '.join(args)}:\n{result.stderr}"
-
-
-def make_tls_material(directory: Path, keystore_password: str) -> tuple[Path, Path]:
-    """A self-signed CA and a broker keystore (PKCS12) for 127.0.0.1 signed by it."""
-    directory.mkdir(parents=True, exist_ok=True)
-    days = "2"
-    openssl(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        days,
-        "-subj",
-        "/CN=gavel-test-ca",
-        cwd=directory,
-    )
-    openssl(
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "broker.key",
-        "-out",
-        "broker.csr",
-        "-subj",
-        "/CN=127.0.0.1",
-        cwd=directory,
-    )
-    (directory / "san.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    openssl(
-        "x509",
-        "-req",
-        "-in",
-        "broker.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "broker.pem",
-        "-days",
-        days,
-        "-extfile",
-        "san.cnf",
-        cwd=directory,
-    )
-    openssl("pkcs12", "-export", "-in", "broker.pem", "-inkey", "broker.key",
-            "-certfile", "ca.pem", "-name", "broker", "-out", "broker.p12",
-            "-passout", f"pass:{keystore_password}", cwd=directory)  # fmt: skip
-    return directory / "ca.pem", directory / "broker.p12"
 
 
 @dataclass
@@ -132,7 +70,7 @@ def secured(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         "redis": f"redis-{tag}",
         "mlflow": f"mlflow-{tag}",
     }
-    ca, keystore = make_tls_material(root / "tls", passwords["keystore"])
+    ca, keystore = make_broker_keystore(root / "tls", passwords["keystore"])
     server = Settings(
         stack_dir=root / "stack",
         kafka_version=stack.kafka_version,

@@ -200,3 +200,11 @@ def test_the_local_redis_and_mlflow_take_their_passwords_from_private_files(
     assert mlflow.auth_config_file.stat().st_mode & 0o077 == 0
     assert "--app-name" not in MLflow(Settings(stack_dir=tmp_path)).command()
     assert KafkaSecurityProtocol.SASL_SSL.uses_tls and KafkaSecurityProtocol.SASL_SSL.uses_sasl
+
+
+def test_empty_credentials_from_compose_mean_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("KAFKA_SASL_USERNAME", "REDIS_PASSWORD", "MLFLOW_TRACKING_PASSWORD"):
+        monkeypatch.setenv(f"GAVEL_{name}", "")
+    settings = Settings()
+    assert settings.kafka_sasl_username is None and settings.redis_password is None
+    assert settings.mlflow_tracking_password is None and settings.secrets() == []
