@@ -40,47 +40,61 @@ def new_champion(raw: bytes | None, model_name: str) -> str | None:
     return update.champion_version or update.version
 
 
-def updates_consumer(settings: Settings, service: str) -> Consumer:
-    """A consumer of ``models.updates`` from now on, in a throwaway group of its own."""
-    group = f"{settings.group(service + '-updates')}-{uuid.uuid4().hex[:8]}"
-    consumer = Consumer(consumer_config(settings, group, **{"auto.offset.reset": "latest"}))
-    consumer.subscribe([settings.topic(MODELS_UPDATES)])
-    return consumer
-
-
 class UpdateFollower:
-    """Calls ``on_champion(version)`` from a daemon thread for each champion change.
+    """Follows ``models.updates`` from now on, in a throwaway consumer group of its own.
 
-    A thread with a C consumer, rather than a consumer on the service's event loop:
-    an idle asyncio Kafka consumer next to Faust's was seen to delay the scoring agent.
+    The one way every service follows champion changes: a loop that has time between
+    batches calls :meth:`poll` (the monitor), an event loop that must not block runs
+    :meth:`start`, a daemon thread that calls ``on_champion(version)`` (the worker: an
+    idle asyncio Kafka consumer next to Faust's was seen to delay the scoring agent).
     """
 
-    def __init__(
-        self, settings: Settings, service: str, on_champion: Callable[[str], None]
-    ) -> None:
+    def __init__(self, settings: Settings, service: str) -> None:
         self.settings = settings
         self.service = service
-        self.on_champion = on_champion
+        self._consumer: Consumer | None = None
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="models-updates", daemon=True)
+        self._thread: threading.Thread | None = None
 
-    def start(self) -> UpdateFollower:
+    def poll(self, timeout_s: float = 0.0) -> list[str]:
+        """The champion versions announced since the last call (at most a few)."""
+        if self._consumer is None:
+            group = f"{self.settings.group(self.service + '-updates')}-{uuid.uuid4().hex[:8]}"
+            config = consumer_config(self.settings, group, **{"auto.offset.reset": "latest"})
+            self._consumer = Consumer(config)
+            self._consumer.subscribe([self.settings.topic(MODELS_UPDATES)])
+        versions = []
+        for message in self._consumer.consume(10, timeout=timeout_s):
+            if message.error():
+                continue
+            version = new_champion(message.value(), self.settings.model_name)
+            if version is not None:
+                versions.append(version)
+        return versions
+
+    def start(self, on_champion: Callable[[str], None]) -> UpdateFollower:
+        """Poll from a daemon thread, calling ``on_champion`` for each change."""
+
+        def run() -> None:
+            try:
+                while not self._stop.is_set():
+                    for version in self.poll(0.5):
+                        on_champion(version)
+            finally:
+                self._close_consumer()
+
+        self._thread = threading.Thread(target=run, name="models-updates", daemon=True)
         self._thread.start()
         return self
 
-    def stop(self) -> None:
+    def close(self) -> None:
         self._stop.set()
-        self._thread.join(5)
+        if self._thread is not None:
+            self._thread.join(5)
+        else:
+            self._close_consumer()
 
-    def _run(self) -> None:
-        consumer = updates_consumer(self.settings, self.service)
-        try:
-            while not self._stop.is_set():
-                message = consumer.poll(0.5)
-                if message is None or message.error():
-                    continue
-                version = new_champion(message.value(), self.settings.model_name)
-                if version is not None:
-                    self.on_champion(version)
-        finally:
-            consumer.close()
+    def _close_consumer(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None

@@ -40,7 +40,7 @@ from gavel.schemas import DriftAlert
 from gavel.settings import Settings
 from gavel.shutdown import stop_on_signals
 from gavel.topics import AUCTIONS_SOLD, DRIFT_ALERTS, PRICES_SCORED
-from gavel.updates import new_champion, updates_consumer
+from gavel.updates import UpdateFollower
 from monitor.checkpoint import Checkpoint, CheckpointStore, Positions, checkpoint_key, encode
 from monitor.core import Monitor
 from monitor.metrics import MonitorMetrics
@@ -100,20 +100,19 @@ class MonitorService:
         start_http_server(s.monitor_metrics_port, addr=s.bind_host, registry=self.metrics.registry)
         log.info("metrics at http://%s:%d/metrics", s.host, s.monitor_metrics_port)
         consumer: Consumer | None = None
-        updates: Consumer | None = None
+        updates = UpdateFollower(s, "monitor")
         clean = False
         try:
             self._restore()
             self._follow_champion()
             consumer = Consumer(consumer_config(s, s.group("monitor")))
             consumer.subscribe(list(self.topics), on_assign=self._on_assign)
-            updates = updates_consumer(s, "monitor")
             last_poll = time.monotonic()
             while not self.stop.is_set():
                 for message in consumer.consume(1000, timeout=0.5):
                     self._handle(message)
-                for message in updates.consume(10, timeout=0):
-                    self._handle_update(message)
+                for version in updates.poll():
+                    self._use(version, "models.updates")
                 if time.monotonic() - last_poll > POLL_ALIAS_S:
                     self._follow_champion()
                     last_poll = time.monotonic()
@@ -129,9 +128,9 @@ class MonitorService:
                     self._checkpoint(consumer)
                 except Exception:
                     log.exception("no final checkpoint; the next start repeats from the last one")
-            for closing in (consumer, updates):
-                if closing is not None:
-                    closing.close()
+            if consumer is not None:
+                consumer.close()
+            updates.close()
             self.producer.flush(FLUSH_S)
             log.info(
                 "monitor stopped; %s; join %s",
@@ -303,13 +302,6 @@ class MonitorService:
         return self._patiently("mlflow", lambda: self.references.get(version))
 
     # -- champion changes -----------------------------------------------------------------
-
-    def _handle_update(self, message: Message) -> None:
-        if message.error():
-            return
-        version = new_champion(message.value(), self.settings.model_name)
-        if version is not None:
-            self._use(version, "models.updates")
 
     def _follow_champion(self) -> None:
         try:

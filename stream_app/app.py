@@ -391,7 +391,7 @@ def create_app(settings: Settings, worker: ScoringWorker | None = None) -> faust
         def on_champion(version: str) -> None:
             asyncio.run_coroutine_threadsafe(holder.refresh(version, why="models.updates"), loop)
 
-        UpdateFollower(settings, "worker", on_champion).start()
+        UpdateFollower(settings, "worker").start(on_champion)
 
     @app.timer(LAG_INTERVAL_S)
     async def measure_lag() -> None:

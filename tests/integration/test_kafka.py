@@ -66,3 +66,44 @@ def test_delete_topics_with_prefix_drops_one_namespace_only(stack: Settings) -> 
     assert {second.topic(spec.name) for spec in TOPICS} <= set(remaining)
     with pytest.raises(ValueError, match="every topic"):
         delete_topics_with_prefix(stack, "")
+
+
+def test_an_update_follower_reports_champion_changes_by_poll_and_by_thread(
+    isolated: Settings,
+) -> None:
+    import threading
+
+    from gavel.schemas import ModelAction, ModelUpdate
+    from gavel.topics import MODELS_UPDATES
+    from gavel.updates import UpdateFollower
+
+    producer = Producer(producer_config(isolated))
+
+    def announce(action: ModelAction, version: str) -> None:
+        update = ModelUpdate(
+            action=action, model_name=isolated.model_name, version=version,
+            champion_version=version,
+        )  # fmt: skip
+        producer.produce(isolated.topic(MODELS_UPDATES), value=update.to_json_bytes())
+        producer.flush(10)
+
+    polled = UpdateFollower(isolated, "test")
+    seen_by_thread: list[str] = []
+    got_one = threading.Event()
+    threaded = UpdateFollower(isolated, "test").start(
+        lambda version: (seen_by_thread.append(version), got_one.set())
+    )
+    seen: list[str] = []
+    try:
+        # The followers read from "now on": announce until both have joined and seen one.
+        for _ in range(60):
+            announce(ModelAction.REJECTED, "6")  # not a champion change
+            announce(ModelAction.PROMOTED, "7")
+            seen += polled.poll(1.0)
+            if seen and got_one.wait(0.5):
+                break
+    finally:
+        polled.close()
+        threaded.close()
+    assert seen and set(seen) == {"7"}
+    assert seen_by_thread and set(seen_by_thread) == {"7"}
