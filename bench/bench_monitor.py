@@ -35,6 +35,7 @@ from gavel.kafka import (  # noqa: E402
     consumer_config,
     delete_topics_with_prefix,
     ensure_topics,
+    produce_waiting,
     producer_config,
 )
 from gavel.settings import Settings  # noqa: E402
@@ -144,12 +145,8 @@ def produce(settings: Settings, stream: list[tuple[str, dict]]) -> None:
     producer = Producer(producer_config(settings))
     topics = {"scored": settings.topic(PRICES_SCORED), "sold": settings.topic(AUCTIONS_SOLD)}
     for kind, payload in stream:
-        while True:
-            try:
-                producer.produce(topics[kind], orjson.dumps(payload), payload["auction_id"])
-                break
-            except BufferError:
-                producer.poll(0.05)
+        key = payload["auction_id"].encode()
+        produce_waiting(producer, topics[kind], orjson.dumps(payload), key)
     producer.flush(60)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, Protocol
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -122,3 +122,45 @@ def consumer_config(settings: Settings, group_id: str, **overrides: Any) -> dict
     }
     config.update(overrides)
     return config
+
+
+class Producing(Protocol):
+    """What :func:`produce_waiting` needs of a producer (confluent-kafka's, or a fake)."""
+
+    def produce(self, topic: str, value: bytes, key: bytes | None, **kwargs: Any) -> None: ...
+
+    def poll(self, timeout: float = ...) -> int: ...
+
+
+#: How long a full local queue lasts before it is worth a warning.
+FULL_QUEUE_WARNING_S = 5.0
+
+
+def produce_waiting(
+    producer: Producing,
+    topic: str,
+    value: bytes,
+    key: bytes | None = None,
+    *,
+    poll_s: float = 0.05,
+    **kwargs: Any,
+) -> None:
+    """Produce one message, serving deliveries while the local queue is full.
+
+    confluent-kafka raises ``BufferError`` instead of blocking when its queue is full;
+    polling lets delivery reports drain it. A queue full for long means the broker is
+    away: that is logged every :data:`FULL_QUEUE_WARNING_S`. Other errors (a
+    ``KafkaException`` for a message refused before it was queued) are the caller's.
+    """
+    full_since: float | None = None
+    while True:
+        try:
+            producer.produce(topic, value, key, **kwargs)
+            return
+        except BufferError:
+            now = time.monotonic()
+            full_since = full_since or now
+            if now - full_since > FULL_QUEUE_WARNING_S:
+                log.warning("producer queue full for %.0fs: is the broker up?", now - full_since)
+                full_since = now
+            producer.poll(poll_s)

@@ -35,7 +35,7 @@ from prometheus_client import start_http_server
 from tenacity import RetryCallState, RetryError, Retrying, stop_when_event_set, wait_exponential
 
 from gavel import redis_client
-from gavel.kafka import admin_client, consumer_config, producer_config
+from gavel.kafka import admin_client, consumer_config, produce_waiting, producer_config
 from gavel.schemas import DriftAlert
 from gavel.settings import Settings
 from gavel.shutdown import stop_on_signals
@@ -195,17 +195,13 @@ class MonitorService:
     # -- alerts ---------------------------------------------------------------------------
 
     def _produce(self, alert: DriftAlert) -> None:
-        while True:
-            try:
-                self.producer.produce(
-                    self.settings.topic(DRIFT_ALERTS),
-                    key=alert.kind.value.encode(),
-                    value=alert.to_json_bytes(),
-                    on_delivery=functools.partial(self._delivered, alert.alert_id),
-                )
-                break
-            except BufferError:
-                self.producer.poll(0.1)
+        produce_waiting(
+            self.producer,
+            self.settings.topic(DRIFT_ALERTS),
+            alert.to_json_bytes(),
+            alert.kind.value.encode(),
+            on_delivery=functools.partial(self._delivered, alert.alert_id),
+        )
         self.producer.poll(0)
 
     def _delivered(self, alert_id: str, error: KafkaError | None, _: Message) -> None:

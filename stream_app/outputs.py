@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, KafkaException
 
+from gavel.kafka import produce_waiting
 from gavel.schemas import DeadLetterReason
 from stream_app.batch import Output, dead_letter
 from stream_app.validation import Invalid
@@ -43,7 +43,6 @@ from stream_app.validation import Invalid
 log = logging.getLogger(__name__)
 
 SERVE_EVERY_S = 0.002
-FULL_QUEUE_WARNING_S = 5.0
 
 _TOO_LARGE = {
     KafkaError.MSG_SIZE_TOO_LARGE,
@@ -191,25 +190,17 @@ class BatchOutputs:
             else:
                 self._refused(batch, pending, error)
 
-        queue_full_since: float | None = None
-        while True:
-            try:
-                self.producer.produce(
-                    pending.topic, pending.output.value, pending.output.key, on_delivery=delivered
-                )
-                return
-            except BufferError:  # local queue full: serve deliveries to make room
-                now = time.monotonic()
-                queue_full_since = queue_full_since or now
-                if now - queue_full_since > FULL_QUEUE_WARNING_S:
-                    log.warning(
-                        "producer queue full for %.0fs: is the broker up?", FULL_QUEUE_WARNING_S
-                    )
-                    queue_full_since = now
-                self.producer.poll(0.01)
-            except KafkaException as exc:  # refused before it was queued (e.g. too large)
-                self._refused(batch, pending, exc.args[0])
-                return
+        try:
+            produce_waiting(
+                self.producer,
+                pending.topic,
+                pending.output.value,
+                pending.output.key,
+                poll_s=0.01,
+                on_delivery=delivered,
+            )
+        except KafkaException as exc:  # refused before it was queued (e.g. too large)
+            self._refused(batch, pending, exc.args[0])
 
     def _refused(self, batch: _Batch, pending: _Pending, error: KafkaError) -> None:
         verdict = classify(error)

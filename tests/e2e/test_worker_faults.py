@@ -22,7 +22,7 @@ import httpx
 import pytest
 from confluent_kafka import KafkaError, Message, Producer
 
-from gavel.kafka import producer_config
+from gavel.kafka import produce_waiting, producer_config
 from gavel.settings import Settings
 from gavel.stack.process import ManagedProcess
 from gavel.topics import AUCTIONS_DEADLETTER, AUCTIONS_LISTED, PRICES_SCORED
@@ -55,12 +55,7 @@ def write_raw(settings: Settings, events: list[HostileEvent]) -> tuple[Delivered
             else:
                 refused[f"{event.kind}: {error.name()}"] += 1
 
-        while True:
-            try:
-                producer.produce(topic, event.value, event.key, on_delivery=report)
-                break
-            except BufferError:
-                producer.poll(0.05)
+        produce_waiting(producer, topic, event.value, event.key, on_delivery=report)
         producer.poll(0)
     assert producer.flush(60) == 0
     return delivered, refused

@@ -17,7 +17,7 @@ import pandas as pd
 from confluent_kafka import Producer
 from pydantic import ValidationError
 
-from gavel.kafka import producer_config
+from gavel.kafka import produce_waiting, producer_config
 from gavel.schemas import LISTING_FIELDS, Listing, Sale, ScoredPrice
 from gavel.settings import Settings
 from producers.sources.frame import TARGET
@@ -127,12 +127,7 @@ def produce(
     extra = {"timestamp": int(timestamp.timestamp() * 1000)} if timestamp else {}
     n = 0
     for i, value in enumerate(values):
-        while True:
-            try:
-                producer.produce(settings.topic(topic), key=f"k{i}".encode(), value=value, **extra)
-                break
-            except BufferError:
-                producer.poll(0.1)
+        produce_waiting(producer, settings.topic(topic), value, f"k{i}".encode(), **extra)
         n += 1
     assert producer.flush(30) == 0, "not every record was delivered"
     return n

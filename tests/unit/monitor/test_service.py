@@ -52,7 +52,9 @@ class FakeProducer:
     produced: list[bytes] = field(default_factory=list)
     _callbacks: list[Callable[[Any, Any], None]] = field(default_factory=list)
 
-    def produce(self, topic: str, key: bytes, value: bytes, on_delivery: Any) -> None:
+    def produce(
+        self, topic: str, value: bytes, key: bytes | None = None, on_delivery: Any = None
+    ) -> None:
         assert topic == DRIFT_ALERTS
         self.produced.append(value)
         self._callbacks.append(on_delivery)
