@@ -31,6 +31,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from gavel.schemas import MAX_CONDITION, MAX_ODOMETER, MIN_CONDITION, MIN_MODEL_YEAR
+from gavel.times import as_utc_timestamp
 from producers.sources.frame import RECORD_COLUMNS, check_auction_frame
 from producers.sources.scenarios import Scenario, apply_scenarios
 
@@ -340,9 +341,7 @@ def load_calibration(path: str | Path | None = None) -> Calibration:
 
 
 def _as_day(value: date | datetime | str, name: str) -> np.datetime64:
-    stamp = pd.Timestamp(value)
-    if stamp.tzinfo is not None:
-        stamp = stamp.tz_convert("UTC").tz_localize(None)
+    stamp = as_utc_timestamp(value).tz_localize(None)
     if stamp != stamp.normalize():
         raise ValueError(f"{name}={value!r} must be a date (midnight UTC), not a time of day")
     return np.datetime64(stamp.date(), "D")
