@@ -37,6 +37,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from gavel.features import MISSING_TEXT
+
 MIN_COUNT = 5
 # Thresholds above MIN_COUNT keep the file small and the per-age figures steady.
 MIN_MODEL_ROWS = 10
@@ -70,7 +72,6 @@ MAKE_ALIASES: dict[str, str] = {
     "gmc truck": "gmc",
     "hyundai tk": "hyundai",
 }
-UNKNOWN_TEXT = frozenset({"", "—", "-", "nan", "none", "null"})
 WEEKDAYS: tuple[str, ...] = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _JS_DATE = re.compile(r"^\w{3} (\w{3} \d{1,2} \d{4} \d{1,2}:\d{2}:\d{2}) GMT([+-]\d{4})")
 
@@ -82,7 +83,7 @@ def _numeric(series: pd.Series) -> pd.Series:
 def _text(series: pd.Series) -> pd.Series:
     """Stripped text with unknown markers as ``NA``."""
     text = series.astype("string").str.strip()
-    return text.mask(text.str.lower().isin(UNKNOWN_TEXT))
+    return text.mask(text.str.lower().isin(MISSING_TEXT))
 
 
 def parse_saledate(series: pd.Series) -> pd.Series:

@@ -43,6 +43,7 @@ from pydantic import TypeAdapter, ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from gavel.features import MISSING_TEXT
 from gavel.schemas import MAX_CONDITION, MAX_ODOMETER, MIN_CONDITION, MIN_MODEL_YEAR, Listing
 from producers.sources.frame import RECORD_COLUMNS, TARGET, check_auction_frame
 
@@ -95,7 +96,6 @@ REJECTION_REASONS: tuple[str, ...] = (
 
 _OPTIONAL_TEXT = ("trim", "body", "color", "interior", "seller")
 _TEXT_LIMITS = {"make": 60, "model": 80, **dict.fromkeys(_OPTIONAL_TEXT, 200)}
-_UNKNOWN_MARKS = ("\u2014", "\u2013", "-")  # em dash, en dash, hyphen
 _TRANSMISSIONS = ("automatic", "manual", "")
 _MAX_VIN = 32
 _MAX_MMR = 1_000_000.0
@@ -174,7 +174,8 @@ class KaggleLoad:
     ``missing_condition``, ``condition_rescaled`` (read on the 1-49 scale),
     ``odometer_placeholder`` (empty, 0, 1 or >= 999,999), ``missing_mmr``, ``bad_mmr``
     (non-numeric or not positive), ``unknown_color`` / ``unknown_interior`` (and other text
-    columns: a dash), ``body_recased`` and ``bad_vin`` (too long to be a VIN).
+    columns: a dash or a spelled-out missing value, see :data:`gavel.features.MISSING_TEXT`),
+    ``body_recased`` and ``bad_vin`` (too long to be a VIN).
     """
 
     frame: pd.DataFrame
@@ -348,7 +349,7 @@ def _normalise(
         values = text[column]
         if column in ("color", "interior"):
             values = _per_unique(values, lambda u: u.str.lower())
-        unknown = values.isin(_UNKNOWN_MARKS)
+        unknown = _per_unique(values, lambda u: (u != "") & u.str.lower().isin(MISSING_TEXT))
         repairs[f"unknown_{column}"] = unknown
         out[column] = values.mask(unknown, "")
     out["body"], repairs["body_recased"] = _canonical_body(out["body"])

@@ -49,7 +49,7 @@ def test_text_is_stripped_and_lowered(value: str, expected: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "value", ["—", "", "  ", "-", "nan", "NaN", "None", "null", None, np.nan, pd.NA]
+    "value", ["—", "\u2013", "", "  ", "-", "nan", "NaN", "None", "null", None, np.nan, pd.NA]
 )
 def test_missing_text_becomes_nan_never_na(value: Any) -> None:
     out = derive_features(raw_frame(make=[value], trim=[value], color=[value]))

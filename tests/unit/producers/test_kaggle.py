@@ -302,13 +302,21 @@ def test_missing_make_or_model_is_rejected(make: str, model: str) -> None:
     rejected_as("missing_make_model", make=make, model=model)
 
 
-@pytest.mark.parametrize("mark", ["—", "-", " — "])
+@pytest.mark.parametrize("mark", ["—", "\u2013", "-", " — ", "None", "null", "NaN"])
 def test_dash_colour_and_interior_are_unknown(mark: str) -> None:
     result = load(row(color=mark, interior=mark))
     out = only(result)
     assert out["color"] is None and out["interior"] is None
     assert result.repaired["unknown_color"] == 1
     assert result.repaired["unknown_interior"] == 1
+
+
+@pytest.mark.parametrize("column", ["trim", "body", "seller"])
+@pytest.mark.parametrize("mark", ["—", "\u2013", "None", "NULL"])
+def test_missing_text_in_other_columns_is_unknown(column: str, mark: str) -> None:
+    result = load(row(**{column: mark}))
+    assert only(result)[column] is None
+    assert result.repaired == Counter({f"unknown_{column}": 1})
 
 
 def test_colours_are_lower_case() -> None:
