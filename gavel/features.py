@@ -40,6 +40,8 @@ NUMERIC_FEATURES: tuple[str, ...] = (
     "mmr",
 )
 MODEL_FEATURES: tuple[str, ...] = CATEGORICAL_FEATURES + NUMERIC_FEATURES
+TARGET = "sellingprice"
+"""What the models predict: the sale price column (:attr:`gavel.schemas.Sale.sellingprice`)."""
 
 # The columns drift monitoring compares; derived ones add nothing new.
 MONITORED_NUMERIC: tuple[str, ...] = ("year", "odometer", "condition", "mmr")

@@ -16,9 +16,10 @@ import pandas as pd
 from evidently import Dataset
 
 from gavel import registry
+from gavel.features import TARGET
 from gavel.metrics import bias, mape
 from gavel.settings import Settings
-from monitor.drift import PREDICTION, TARGET, as_dataset, monitored_frame
+from monitor.drift import PREDICTION, as_dataset, monitored_frame
 
 log = logging.getLogger(__name__)
 

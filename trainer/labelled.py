@@ -14,9 +14,9 @@ from datetime import datetime, timedelta
 
 import pandas as pd
 
+from gavel.features import TARGET
 from gavel.schemas import LISTING_FIELDS, Sale, ScoredPrice
 from gavel.settings import TrainerSettings
-from producers.sources.frame import TARGET
 from trainer.split import SplitError, TimeSplit
 
 log = logging.getLogger(__name__)

@@ -43,9 +43,9 @@ from pydantic import TypeAdapter, ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from gavel.features import MISSING_TEXT
+from gavel.features import MISSING_TEXT, TARGET
 from gavel.schemas import MAX_CONDITION, MAX_ODOMETER, MIN_CONDITION, MIN_MODEL_YEAR, Listing
-from producers.sources.frame import RECORD_COLUMNS, TARGET, check_auction_frame
+from producers.sources.frame import RECORD_COLUMNS, check_auction_frame
 
 log = logging.getLogger(__name__)
 

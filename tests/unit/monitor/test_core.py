@@ -14,12 +14,13 @@ import orjson
 import pandas as pd
 import pytest
 
+from gavel.features import TARGET
 from gavel.metrics import price_metrics
 from gavel.schemas import DriftAlert, DriftKind, Severity
 from gavel.settings import Settings
 from monitor.checkpoint import Checkpoint, decode, encode
 from monitor.core import Monitor, labelled_frame
-from monitor.drift import MONITORED, PREDICTION, TARGET, DriftResult
+from monitor.drift import MONITORED, PREDICTION, DriftResult
 from monitor.records import Skipped, parse_sale, parse_scored
 from monitor.reference import Reference, build_reference
 from monitor.reports import ReportWriter

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from gavel.features import TARGET
 from gavel.metrics import bias, mape
 from gavel.settings import Settings
-from monitor.drift import MONITORED, PREDICTION, TARGET
+from monitor.drift import MONITORED, PREDICTION
 from monitor.reference import Reference, ReferenceCache, build_reference
 
 

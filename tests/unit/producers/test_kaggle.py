@@ -15,9 +15,10 @@ import pytest
 from rich.console import Console
 from rich.table import Table
 
+from gavel.features import TARGET
 from gavel.schemas import Listing
 from producers.sources import kaggle
-from producers.sources.frame import RECORD_COLUMNS, TARGET, check_auction_frame
+from producers.sources.frame import RECORD_COLUMNS, check_auction_frame
 from producers.sources.kaggle import (
     KAGGLE_COLUMNS,
     REJECTION_REASONS,
