@@ -263,7 +263,6 @@ class DriftAlert(_Event):
 
 
 class ModelAction(StrEnum):
-    REGISTERED = "registered"
     PROMOTED = "promoted"
     REJECTED = "rejected"
     ROLLED_BACK = "rolled_back"

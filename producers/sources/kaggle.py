@@ -41,7 +41,6 @@ import numpy as np
 import pandas as pd
 from pydantic import TypeAdapter, ValidationError
 from rich.console import Console
-from rich.table import Table
 
 from gavel.features import MISSING_TEXT, TARGET
 from gavel.schemas import MAX_CONDITION, MAX_ODOMETER, MIN_CONDITION, MIN_MODEL_YEAR, Listing
@@ -186,25 +185,6 @@ class KaggleLoad:
     @property
     def kept(self) -> int:
         return len(self.frame)
-
-    def summary_table(self) -> Table:
-        """A table of kept, rejected (by reason) and repaired (by kind) counts."""
-        table = Table(title="Kaggle auction CSV")
-        table.add_column("outcome")
-        table.add_column("reason")
-        table.add_column("rows", justify="right")
-        table.add_column("share", justify="right")
-
-        def share(count: int) -> str:
-            return f"{count / self.total_rows:.1%}" if self.total_rows else "-"
-
-        table.add_row("kept", "", f"{self.kept:,}", share(self.kept))
-        for reason, count in self.rejected.most_common():
-            table.add_row("rejected", reason, f"{count:,}", share(count))
-        for reason, count in self.repaired.most_common():
-            table.add_row("repaired", reason, f"{count:,}", share(count))
-        table.add_row("total", "", f"{self.total_rows:,}", share(self.total_rows), style="bold")
-        return table
 
 
 def load_kaggle_csv(

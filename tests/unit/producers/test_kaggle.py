@@ -12,8 +12,6 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from rich.console import Console
-from rich.table import Table
 
 from gavel.features import TARGET
 from gavel.schemas import Listing
@@ -505,17 +503,6 @@ def test_counts_per_reason_and_repair() -> None:
 def test_repairs_are_counted_on_kept_rows_only() -> None:
     result = load(row(color="—", sellingprice="1"), row(vin="TESTVIN2", color="—"))
     assert result.repaired == Counter({"unknown_color": 1})
-
-
-def test_summary_table_lists_every_count() -> None:
-    result = load(row(), row(vin="TESTVIN2", make=""), row(vin="TESTVIN3", color="—"))
-    table = result.summary_table()
-    assert isinstance(table, Table)
-    console = Console(width=120, record=True)
-    console.print(table)
-    text = console.export_text()
-    for word in ("kept", "missing_make_model", "unknown_color", "total"):
-        assert word in text
 
 
 # --- auction ids ----------------------------------------------------------------------------
