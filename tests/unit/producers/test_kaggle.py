@@ -22,8 +22,10 @@ from producers.sources.kaggle import (
     REJECTION_REASONS,
     KaggleFormatError,
     KaggleLoad,
+    clean_kaggle_frame,
     load_kaggle_csv,
     normalise_kaggle_frame,
+    parse_saledate,
 )
 
 SAMPLE = (
@@ -291,6 +293,52 @@ def test_mixed_saledate_formats_in_one_frame() -> None:
 )
 def test_unparseable_saledate_is_rejected(raw: str) -> None:
     rejected_as("bad_saledate", saledate=raw)
+
+
+def test_parse_saledate_reads_both_published_formats() -> None:
+    text = pd.Series(
+        [" Thu Jan 15 2015 04:30:00 GMT-0800 (PST)", "2015-04-30 04:00:00", "", None, "2016"]
+    )
+    parsed = parse_saledate(text)
+    assert str(parsed.dtype) == "datetime64[ns, UTC]"
+    assert parsed[0] == pd.Timestamp("2015-01-15 12:30", tz="UTC")
+    assert parsed[1] == pd.Timestamp("2015-04-30 04:00", tz="UTC")
+    assert parsed[2:].isna().all()  # a bare year is no sale date
+
+
+# --- every row, cleaned -------------------------------------------------------------------
+
+
+def test_clean_kaggle_frame_checks_every_row_against_every_reason() -> None:
+    rows = clean_kaggle_frame(
+        frame_of(row(), row(make="", sellingprice="12"), row(transmission="Coupe", state="x"))
+    )
+    assert list(rows.failed) == [r for r in REJECTION_REASONS if r != "invalid_listing"]
+    assert rows.failed["missing_make_model"].tolist() == [False, True, False]
+    assert rows.failed["absurd_price"].tolist() == [False, True, False]  # not only the first
+    assert rows.failed["shifted_columns"].tolist() == [False, False, True]
+    assert rows.first_reasons().tolist() == [pd.NA, "missing_make_model", "shifted_columns"]
+    assert rows.passing().tolist() == [True, False, False]
+    assert rows.passing({"missing_make_model", "absurd_price"}).tolist() == [True, True, False]
+    assert rows.values.loc[1, "make"] == "" and rows.values.loc[0, "state"] == "oh"
+    assert set(rows.values.columns) == set(RECORD_COLUMNS) - {"auction_id"}
+
+
+def test_clean_kaggle_frame_gives_the_values_the_load_keeps() -> None:
+    raw = frame_of(*numbered(5, color="—", condition="35"), row(make=""))
+    rows = clean_kaggle_frame(raw)
+    frame = normalise_kaggle_frame(raw).frame
+    kept = rows.values[rows.passing()]
+    assert kept["condition"].tolist() == frame["condition"].tolist() == [3.5] * 5
+    assert (kept["color"] == "").all() and frame["color"].isna().all()
+    assert rows.repairs["unknown_color"].sum() == 5
+
+
+def test_clean_kaggle_frame_checks_its_arguments() -> None:
+    with pytest.raises(ValueError, match="condition_scale"):
+        clean_kaggle_frame(frame_of(row()), condition_scale="10")  # type: ignore[arg-type]
+    with pytest.raises(KaggleFormatError):
+        clean_kaggle_frame(pd.DataFrame({"year": ["2012"]}))
 
 
 # --- messy values ---------------------------------------------------------------------------
