@@ -387,6 +387,85 @@ def _auction_ids(seed: int, n: int) -> np.ndarray:
     return _rows_to_text(chars)
 
 
+def _days(
+    n: int, seed: int, start: date | datetime | str, end: date | datetime | str
+) -> tuple[np.datetime64, np.datetime64]:
+    """The first and the last (excluded) listing day, once the arguments are checked."""
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
+    first, last = _as_day(start, "start"), _as_day(end, "end")
+    if last <= first:
+        raise ValueError(f"end ({end}) must be after start ({start})")
+    return first, last
+
+
+@dataclass(frozen=True)
+class _Cars:
+    """The cars on sale, one entry per row: indices into the calibration's models, trims
+    and bodies, then model year, age at listing, odometer and condition."""
+
+    model: np.ndarray
+    trim: np.ndarray
+    body: np.ndarray
+    year: np.ndarray
+    age: np.ndarray
+    odometer: np.ndarray
+    condition: np.ndarray
+
+
+def _draw_cars(cal: Calibration, rng: np.random.Generator, listed_year: np.ndarray) -> _Cars:
+    """Model, trim and body; then age (hence year), odometer given age, condition given both."""
+    n = len(listed_year)
+    model = cal.models.sample(rng, n)
+    trim = cal.trims.sample(rng, model)
+    body = cal.bodies.sample(rng, model)
+    raw_age = cal.age_mean[model] + cal.age_sd[model] * cal.quantile_draw(cal.age_z, rng, n)
+    age = np.clip(np.rint(raw_age), cal.age_min, cal.age_max).astype(np.int64)
+    year = np.maximum(listed_year - age, MIN_MODEL_YEAR)
+    age = listed_year - year
+
+    odo_mean, odo_sd = cal.odometer_curve(age)
+    log_odo = odo_mean + odo_sd * cal.quantile_draw(cal.odometer_z, rng, n)
+    odometer = np.clip(np.rint(np.expm1(log_odo)), 0, MAX_ODOMETER - 1)
+    condition = cal.expected_condition(age, odometer) + cal.quantile_draw(
+        cal.condition_resid, rng, n
+    )
+    condition = np.clip(np.round(condition, 1), MIN_CONDITION, MAX_CONDITION)
+    return _Cars(model, trim, body, year, age, odometer, condition)
+
+
+def _draw_prices(
+    cal: Calibration, rng: np.random.Generator, cars: _Cars
+) -> tuple[np.ndarray, np.ndarray]:
+    """MMR and sale price: the car's log-price level plus what the market knows (``u``,
+    shared by both) and, for the sale, the luck of the auction."""
+    n = len(cars.model)
+    mu = (
+        cal.level[cars.model]
+        + cal.trims.extra[cars.trim]
+        + cal.depreciation(cars.age, cars.odometer, cars.condition)
+    )
+    u = cal.quantile_draw(cal.price_u, rng, n)
+    e_sale = cal.quantile_draw(cal.price_e, rng, n)
+    mmr = cal.round_price(np.exp(mu + cal.price.mmr_bias + u), "mmr")
+    price = cal.round_price(np.exp(mu + cal.price.mmr_beta * u + e_sale), "sellingprice")
+    return mmr, price
+
+
+def _draw_details(cal: Calibration, rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+    """Transmission, state, colour, interior and seller, each drawn on its own."""
+    tables = {
+        "transmission": cal.transmission,
+        "state": cal.state,
+        "color": cal.color,
+        "interior": cal.interior,
+        "seller": cal.seller,
+    }
+    return {column: table.values[table.sample(rng, n)] for column, table in tables.items()}
+
+
 def generate_auctions(
     n: int,
     *,
@@ -409,60 +488,30 @@ def generate_auctions(
     >>> shocked[early].equals(base[early])
     True
     """
-    if n < 0:
-        raise ValueError(f"n must be >= 0, got {n}")
-    if seed < 0:
-        raise ValueError(f"seed must be >= 0, got {seed}")
-    first, last = _as_day(start, "start"), _as_day(end, "end")
-    if last <= first:
-        raise ValueError(f"end ({end}) must be after start ({start})")
+    first, last = _days(n, seed, start, end)
     cal = calibration or load_calibration()
     rng = np.random.default_rng(seed)
-
+    # The draws come in a fixed order (times, cars, prices, details, VINs): changing it
+    # changes every generated frame.
     listed_at = _listing_times(rng, n, first, last, cal.weekday_weights)
-    listed_year = listed_at.astype("datetime64[Y]").astype(np.int64) + 1970
-
-    model = cal.models.sample(rng, n)
-    trim = cal.trims.sample(rng, model)
-    body = cal.bodies.sample(rng, model)
-    raw_age = cal.age_mean[model] + cal.age_sd[model] * cal.quantile_draw(cal.age_z, rng, n)
-    age = np.clip(np.rint(raw_age), cal.age_min, cal.age_max).astype(np.int64)
-    year = np.maximum(listed_year - age, MIN_MODEL_YEAR)
-    age = listed_year - year
-
-    odo_mean, odo_sd = cal.odometer_curve(age)
-    log_odo = odo_mean + odo_sd * cal.quantile_draw(cal.odometer_z, rng, n)
-    odometer = np.clip(np.rint(np.expm1(log_odo)), 0, MAX_ODOMETER - 1)
-    condition = cal.expected_condition(age, odometer) + cal.quantile_draw(
-        cal.condition_resid, rng, n
-    )
-    condition = np.clip(np.round(condition, 1), MIN_CONDITION, MAX_CONDITION)
-
-    mu = cal.level[model] + cal.trims.extra[trim] + cal.depreciation(age, odometer, condition)
-    u = cal.quantile_draw(cal.price_u, rng, n)
-    e_sale = cal.quantile_draw(cal.price_e, rng, n)
-    mmr = cal.round_price(np.exp(mu + cal.price.mmr_bias + u), "mmr")
-    price = cal.round_price(np.exp(mu + cal.price.mmr_beta * u + e_sale), "sellingprice")
-
+    cars = _draw_cars(cal, rng, listed_at.astype("datetime64[Y]").astype(np.int64) + 1970)
+    mmr, price = _draw_prices(cal, rng, cars)
+    details = _draw_details(cal, rng, n)
     frame = pd.DataFrame(
         {
             "auction_id": _auction_ids(seed, n),
             "listed_at": pd.to_datetime(listed_at.astype("datetime64[ns]"), utc=True),
-            "year": year,
-            "make": cal.make[model],
-            "model": cal.model[model],
-            "trim": cal.trims.values[trim],
-            "body": cal.bodies.values[body],
-            "transmission": cal.transmission.values[cal.transmission.sample(rng, n)],
-            "state": cal.state.values[cal.state.sample(rng, n)],
-            "condition": condition,
-            "odometer": odometer,
-            "color": cal.color.values[cal.color.sample(rng, n)],
-            "interior": cal.interior.values[cal.interior.sample(rng, n)],
-            "seller": cal.seller.values[cal.seller.sample(rng, n)],
+            "year": cars.year,
+            "make": cal.make[cars.model],
+            "model": cal.model[cars.model],
+            "trim": cal.trims.values[cars.trim],
+            "body": cal.bodies.values[cars.body],
+            "condition": cars.condition,
+            "odometer": cars.odometer,
             "mmr": mmr,
-            "vin": _fake_vins(rng, year),
+            "vin": _fake_vins(rng, cars.year),
             "sellingprice": price,
+            **details,
         },
         columns=list(RECORD_COLUMNS),
         copy=False,  # the arrays are fresh; consolidating them would copy every string column
