@@ -183,40 +183,11 @@ class Calibration:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Calibration:
         """Parse the structure written by :func:`producers.sources.calibrate.build_calibration`."""
-        rows = [
-            (make, name, model)
-            for make, entry in data["makes"].items()
-            for name, model in entry["models"].items()
-        ]
-        if not rows:
-            raise ValueError("calibration has no models")
-        make_bodies: dict[str, dict[str, float]] = {}
-        for make, _, model in rows:
-            for body, count in model["bodies"].items():
-                make_bodies.setdefault(make, {}).setdefault(body, 0.0)
-                make_bodies[make][body] += count
-        all_bodies: dict[str, float] = {}
-        for bodies in make_bodies.values():
-            for body, count in bodies.items():
-                all_bodies[body] = all_bodies.get(body, 0.0) + count
-        body_groups = [
-            {
-                b: (c, 0.0)
-                for b, c in (model["bodies"] or make_bodies.get(make) or all_bodies).items()
-            }
-            for make, _, model in rows
-        ]
-        trim_groups = [
-            {t: (c, off) for t, (c, off) in model["trims"].items()} or {None: (1.0, 0.0)}
-            for _, _, model in rows
-        ]
-        price = data["price"]
-        odometer = sorted((int(age), ms) for age, ms in data["odometer"]["by_age"].items())
-        if [age for age, _ in odometer] != list(range(len(odometer))):
-            raise ValueError("calibration odometer.by_age must cover ages 0..N without gaps")
-        condition = data["condition"]
-        weekday = data["weekday"]
-        days = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+        rows = _model_rows(data["makes"])
+        bodies, trims = _body_groups(rows), _trim_groups(rows)
+        odometer_mean, odometer_sd = _odometer_curve(data["odometer"]["by_age"])
+        make_levels, model_levels, trim_offsets = _level_lookups(data["makes"], rows)
+        price, condition, weekday = data["price"], data["condition"], data["weekday"]
         return cls(
             summary=dict(data.get("summary", {})),
             probs=np.asarray(data["quantile_probs"], dtype=float),
@@ -226,13 +197,13 @@ class Calibration:
             level=np.asarray([m["level"] for _, _, m in rows], dtype=float),
             age_mean=np.asarray([m["age"][0] for _, _, m in rows], dtype=float),
             age_sd=np.asarray([m["age"][1] for _, _, m in rows], dtype=float),
-            trims=_NestedCategorical.from_groups(trim_groups),
-            bodies=_NestedCategorical.from_groups(body_groups),
+            trims=_NestedCategorical.from_groups(trims),
+            bodies=_NestedCategorical.from_groups(bodies),
             age_z=np.asarray(data["age"]["z_quantiles"], dtype=float),
             age_min=int(data["age"]["min"]),
             age_max=int(data["age"]["max"]),
-            odometer_mean=np.asarray([ms[0] for _, ms in odometer], dtype=float),
-            odometer_sd=np.asarray([ms[1] for _, ms in odometer], dtype=float),
+            odometer_mean=odometer_mean,
+            odometer_sd=odometer_sd,
             odometer_z=np.asarray(data["odometer"]["z_quantiles"], dtype=float),
             condition_coef=(
                 float(condition["intercept"]),
@@ -248,16 +219,10 @@ class Calibration:
             color=_Categorical.from_counts(data["color"]),
             interior=_Categorical.from_counts(data["interior"]),
             seller=_Categorical.from_counts(data["seller"]),
-            weekday_weights=np.asarray([float(weekday.get(d, 0.0)) for d in days]),
-            make_levels={make.lower(): float(e["level"]) for make, e in data["makes"].items()},
-            model_levels={
-                (make.lower(), name.lower()): float(m["level"]) for make, name, m in rows
-            },
-            trim_offsets={
-                (make.lower(), name.lower(), trim.lower()): float(offset)
-                for make, name, m in rows
-                for trim, (_, offset) in m["trims"].items()
-            },
+            weekday_weights=np.asarray([float(weekday.get(d, 0.0)) for d in _WEEKDAYS]),
+            make_levels=make_levels,
+            model_levels=model_levels,
+            trim_offsets=trim_offsets,
         )
 
     @classmethod
@@ -328,6 +293,74 @@ class Calibration:
         step = PRICE_STEPS[column]
         rounded = np.rint(np.asarray(values, dtype=float) / step) * step
         return np.clip(rounded, MIN_PRICE, MAX_PRICE)
+
+
+_WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")  # calibration's weekday keys
+
+_ModelRow = tuple[str, str, Mapping[str, Any]]
+"""A calibrated model: its make, its name and its figures."""
+
+
+def _model_rows(makes: Mapping[str, Any]) -> list[_ModelRow]:
+    """Every calibrated model, make by make, in the file's order."""
+    rows = [
+        (make, name, model)
+        for make, entry in makes.items()
+        for name, model in entry["models"].items()
+    ]
+    if not rows:
+        raise ValueError("calibration has no models")
+    return rows
+
+
+def _body_groups(rows: Sequence[_ModelRow]) -> list[dict[Any, tuple[float, float]]]:
+    """Each model's body counts; a model without any takes its make's, then everyone's."""
+    make_bodies: dict[str, dict[str, float]] = {}
+    for make, _, model in rows:
+        for body, count in model["bodies"].items():
+            make_bodies.setdefault(make, {}).setdefault(body, 0.0)
+            make_bodies[make][body] += count
+    all_bodies: dict[str, float] = {}
+    for bodies in make_bodies.values():
+        for body, count in bodies.items():
+            all_bodies[body] = all_bodies.get(body, 0.0) + count
+    return [
+        {b: (c, 0.0) for b, c in (model["bodies"] or make_bodies.get(make) or all_bodies).items()}
+        for make, _, model in rows
+    ]
+
+
+def _trim_groups(rows: Sequence[_ModelRow]) -> list[dict[Any, tuple[float, float]]]:
+    """Each model's trims as (count, price offset); a model without any has one, unknown."""
+    return [
+        {t: (c, off) for t, (c, off) in model["trims"].items()} or {None: (1.0, 0.0)}
+        for _, _, model in rows
+    ]
+
+
+def _odometer_curve(by_age: Mapping[str, Sequence[float]]) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and sd of ``log1p(odometer)`` for ages 0..N, from the ``by_age`` table."""
+    odometer = sorted((int(age), ms) for age, ms in by_age.items())
+    if [age for age, _ in odometer] != list(range(len(odometer))):
+        raise ValueError("calibration odometer.by_age must cover ages 0..N without gaps")
+    mean = np.asarray([ms[0] for _, ms in odometer], dtype=float)
+    sd = np.asarray([ms[1] for _, ms in odometer], dtype=float)
+    return mean, sd
+
+
+def _level_lookups(
+    makes: Mapping[str, Any], rows: Sequence[_ModelRow]
+) -> tuple[dict[str, float], dict[tuple[str, str], float], dict[tuple[str, str, str], float]]:
+    """Log-price levels by make and by (make, model), and trim offsets by (make, model,
+    trim), all keyed in lower case."""
+    make_levels = {make.lower(): float(entry["level"]) for make, entry in makes.items()}
+    model_levels = {(make.lower(), name.lower()): float(m["level"]) for make, name, m in rows}
+    trim_offsets = {
+        (make.lower(), name.lower(), trim.lower()): float(offset)
+        for make, name, m in rows
+        for trim, (_, offset) in m["trims"].items()
+    }
+    return make_levels, model_levels, trim_offsets
 
 
 @functools.lru_cache(maxsize=8)
