@@ -104,9 +104,9 @@ def clean_auctions(raw: pd.DataFrame) -> pd.DataFrame:
     The values are the Kaggle loader's (see :func:`~producers.sources.kaggle.clean_kaggle_frame`),
     and so are the rows, but for the calibration's own policy: a row passes with a missing
     make or model (it still counts in the other tables), an unreadable condition or
-    odometer (then missing) or an overlong text; it needs a two-letter state, and no sale
-    price of at least :data:`MIN_PRICE` is too high. Makes, models, trims and bodies get one
-    spelling each; colours, interiors and sellers are lower case.
+    odometer (then missing) or an overlong text; it needs a two-letter state and a sale
+    price of at least :data:`MIN_PRICE`, with no upper bound. Makes, models, trims and
+    bodies get one spelling each; colours, interiors and sellers are lower case.
     """
     rows = clean_kaggle_frame(raw, min_price=MIN_PRICE, max_price=math.inf)
     keep = rows.passing(tolerated=TOLERATED_CHECKS) & (rows.values["state"] != "")
