@@ -40,6 +40,8 @@ NUMERIC_FEATURES: tuple[str, ...] = (
     "mmr",
 )
 MODEL_FEATURES: tuple[str, ...] = CATEGORICAL_FEATURES + NUMERIC_FEATURES
+TARGET = "sellingprice"
+"""What the models predict: the sale price column (:attr:`gavel.schemas.Sale.sellingprice`)."""
 
 # The columns drift monitoring compares; derived ones add nothing new.
 MONITORED_NUMERIC: tuple[str, ...] = ("year", "odometer", "condition", "mmr")
@@ -52,7 +54,13 @@ def listings_frame(listings: Iterable[Listing]) -> pd.DataFrame:
     return pd.DataFrame.from_records(rows, columns=list(LISTING_FIELDS))
 
 
-_MISSING_TEXT = frozenset({"", "—", "-", "nan", "none", "null"})
+MISSING_TEXT: frozenset[str] = frozenset({"", "\u2014", "\u2013", "-", "nan", "none", "null"})
+"""Text that means "unknown" once stripped and lower-cased: nothing, a dash (em dash, en
+dash or hyphen) or a spelled-out missing value. Loaders and the model read it alike.
+
+>>> sorted(value for value in (" — ", "None", "Ford") if value.strip().lower() in MISSING_TEXT)
+[' — ', 'None']
+"""
 
 
 def _normalise_text(series: pd.Series) -> np.ndarray:
@@ -61,7 +69,7 @@ def _normalise_text(series: pd.Series) -> np.ndarray:
     for index, value in enumerate(series.to_numpy(dtype=object)):
         text = value.strip().lower() if isinstance(value, str) else ""
         # Encoders want one missing marker: NaN in an object column, never pd.NA or None.
-        out[index] = np.nan if text in _MISSING_TEXT else text
+        out[index] = np.nan if text in MISSING_TEXT else text
     return out
 
 

@@ -27,6 +27,8 @@ from pydantic import (
     model_validator,
 )
 
+from gavel.times import as_utc
+
 MIN_MODEL_YEAR = 1950
 MAX_ODOMETER = 1_000_000.0
 MIN_CONDITION = 1.0
@@ -35,15 +37,6 @@ MAX_CONDITION = 5.0
 # pandas (nanoseconds end in 2262) and datetime arithmetic near years 1 and 9999.
 EARLIEST_EVENT_TIME = datetime(1990, 1, 1, tzinfo=UTC)
 LATEST_EVENT_TIME = datetime(2100, 1, 1, tzinfo=UTC)
-
-
-def _as_utc(value: datetime) -> datetime:
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    try:
-        return value.astimezone(UTC)
-    except OverflowError as exc:  # an offset that pushes year 1 or 9999 out of range
-        raise ValueError(f"{value.isoformat()} cannot be expressed in UTC") from exc
 
 
 def _plausible_event_time(value: datetime) -> datetime:
@@ -55,8 +48,9 @@ def _plausible_event_time(value: datetime) -> datetime:
     return value
 
 
-UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
-EventTime = Annotated[datetime, AfterValidator(_as_utc), AfterValidator(_plausible_event_time)]
+UtcDatetime = Annotated[datetime, AfterValidator(as_utc)]
+"""A datetime in UTC; a naive one is read as UTC (see :func:`gavel.times.as_utc`)."""
+EventTime = Annotated[datetime, AfterValidator(as_utc), AfterValidator(_plausible_event_time)]
 """A UTC datetime within [EARLIEST_EVENT_TIME, LATEST_EVENT_TIME): when an auction happened."""
 OptionalText = Annotated[str | None, Field(max_length=200)]
 
@@ -95,8 +89,8 @@ def alert_id_for(
             str(kind),
             model_name,
             model_version,
-            _as_utc(window_start).isoformat(),
-            _as_utc(window_end).isoformat(),
+            as_utc(window_start).isoformat(),
+            as_utc(window_end).isoformat(),
             detector,
         )
     )
@@ -269,7 +263,6 @@ class DriftAlert(_Event):
 
 
 class ModelAction(StrEnum):
-    REGISTERED = "registered"
     PROMOTED = "promoted"
     REJECTED = "rejected"
     ROLLED_BACK = "rolled_back"

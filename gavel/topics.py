@@ -35,5 +35,3 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(DRIFT_ALERTS, "alert kind", "DriftAlert", keyed_data=False),
     TopicSpec(MODELS_UPDATES, "model name", "ModelUpdate", keyed_data=False),
 )
-
-ALL_TOPICS: tuple[str, ...] = tuple(t.name for t in TOPICS)

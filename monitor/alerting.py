@@ -18,7 +18,6 @@ class EpisodeGate:
     recovery_windows: int
     active: bool = False
     calm_streak: int = 0
-    episodes: int = 0
 
     def breach(self) -> bool:
         """Record a breach; True when it starts a new episode (alert now)."""
@@ -26,7 +25,6 @@ class EpisodeGate:
         if self.active:
             return False
         self.active = True
-        self.episodes += 1
         return True
 
     def calm(self) -> bool:

@@ -19,11 +19,12 @@ from typing import Any
 
 import pandas as pd
 
+from gavel.features import TARGET
 from gavel.metrics import price_metrics
 from gavel.schemas import DriftAlert, DriftKind, FeatureDrift, Severity
 from gavel.settings import Settings
 from monitor.alerting import EpisodeGate
-from monitor.drift import PREDICTION, TARGET, DriftDetector, DriftResult, monitored_frame
+from monitor.drift import PREDICTION, DriftDetector, DriftResult, monitored_frame
 from monitor.join import Joined, PredictionJoin
 from monitor.metrics import MonitorMetrics
 from monitor.ordering import EventTimeBuffer

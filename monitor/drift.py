@@ -19,14 +19,13 @@ from evidently import DataDefinition, Dataset, Report
 from evidently.core.report import Snapshot
 from evidently.metrics import ValueDrift
 
-from gavel.features import MONITORED_CATEGORICAL, MONITORED_NUMERIC, derive_features
+from gavel.features import MONITORED_CATEGORICAL, MONITORED_NUMERIC, TARGET, derive_features
 from gavel.schemas import FeatureDrift
 from gavel.settings import MonitorSettings
 
 log = logging.getLogger(__name__)
 
 PREDICTION = "prediction"
-TARGET = "sellingprice"
 MONITORED: tuple[str, ...] = MONITORED_NUMERIC + MONITORED_CATEGORICAL
 
 

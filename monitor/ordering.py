@@ -55,7 +55,6 @@ class EventTimeBuffer(Generic[Item]):
         self.capacity = capacity
         self._heap: list[tuple[datetime, int, Item]] = []
         self._sequence = itertools.count()
-        self.forced = 0
 
     def __len__(self) -> int:
         return len(self._heap)
@@ -66,7 +65,6 @@ class EventTimeBuffer(Generic[Item]):
         while len(self._heap) > self.capacity:
             time, _, oldest = heapq.heappop(self._heap)
             released.append((time, oldest))
-            self.forced += 1
         return released
 
     def release(self, watermark: datetime | None) -> list[tuple[datetime, Item]]:

@@ -74,14 +74,11 @@ class StreamingBiasDetector:
         self.check = check
         self.min_width = min_width
         self.adwin = ADWIN(delta=delta)
-        self.changes = 0
 
     def update(self, relative_error: float) -> Breach | None:
         if not math.isfinite(relative_error):
             return None
         self.adwin.update(relative_error)
-        if self.adwin.drift_detected:
-            self.changes += 1
         if self.adwin.width < self.min_width:
             return None
         shift = self.adwin.estimation - self.check.reference_bias

@@ -16,9 +16,10 @@ import pandas as pd
 from evidently import Dataset
 
 from gavel import registry
+from gavel.features import TARGET
 from gavel.metrics import bias, mape
 from gavel.settings import Settings
-from monitor.drift import PREDICTION, TARGET, as_dataset, monitored_frame
+from monitor.drift import PREDICTION, as_dataset, monitored_frame
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,6 @@ class ReferenceCache:
         self._client = None if load_sample else registry.connect(settings)
         self._load_sample = load_sample or self._sample_from_registry
         self._cache: OrderedDict[str, Reference] = OrderedDict()
-        self.loads = 0
 
     def _sample_from_registry(self, version: str) -> pd.DataFrame:
         assert self._client is not None
@@ -90,7 +90,6 @@ class ReferenceCache:
             self._cache.move_to_end(version)
             return self._cache[version]
         reference = build_reference(self.model_name, version, self._load_sample(version), self.rows)
-        self.loads += 1
         log.info(
             "reference for %s v%s: %d rows, MAPE %.1f%%, bias %+.1f%%",
             self.model_name,

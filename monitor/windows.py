@@ -2,7 +2,7 @@
 
 A window closes when it holds ``max_events`` rows, or when a row from a later
 event-time period arrives (that row opens the next window). A late row, from a
-period already closed, joins the open window and is counted as late.
+period already closed, joins the open window.
 
 >>> from datetime import datetime, timedelta, UTC
 >>> windows = TumblingWindows(max_events=2)
@@ -28,7 +28,6 @@ class Window(Generic[Row]):
     rows: list[Row] = field(default_factory=list)
     start: datetime | None = None
     end: datetime | None = None
-    late: int = 0
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -67,8 +66,6 @@ class TumblingWindows(Generic[Row]):
             elif index > self._period_index:
                 closed = self.flush()
                 self._period_index = index
-            elif index < self._period_index:
-                self._open.late += 1
         self._open.add(event_time, row)
         if closed is None and len(self._open) >= self.max_events:
             closed = self.flush()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -25,18 +26,20 @@ from rich.progress import (
     Progress,
     ProgressColumn,
     Task,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
 from rich.text import Text
 
-from gavel.kafka import producer_config
+from gavel.kafka import produce_waiting, producer_config
 from gavel.settings import Settings
 from gavel.topics import AUCTIONS_LISTED, AUCTIONS_SOLD
 from producers.corruption import corrupt, pick_corruptions
 from producers.timeline import (
     LISTING,
+    Timeline,
     build_timeline,
     listing_payloads,
     sale_payloads,
@@ -119,56 +122,19 @@ def replay(
     stats = ReplayStats()
     if frame.empty:
         return stats
-    timeline = build_timeline(frame, options.sale_delay, options.with_sales)
-    listings = listing_payloads(frame)
-    sales = sale_payloads(frame, options.sale_delay) if options.with_sales else []
-    keys = [key.encode() for key in frame["auction_id"]]
-    corruptions = pick_corruptions(len(frame), options.corrupt_share, options.seed)
-    listed_topic, sold_topic = settings.topic(AUCTIONS_LISTED), settings.topic(AUCTIONS_SOLD)
+    plan = _plan(frame, options)
+    topics = (settings.topic(AUCTIONS_LISTED), settings.topic(AUCTIONS_SOLD))
     producer = producer or Producer(producer_config(settings))
-
-    def delivered(error: KafkaError | None, message: Message) -> None:
-        if error is None:
-            stats.acked += 1
-        else:
-            stats.failed += 1
-            stats.errors[error.str()] += 1
-
-    task = progress.add_task("replaying", total=len(timeline)) if progress else None
-    pacer = _Pacer(options, int(timeline.times_ns[0]))
+    task = progress.add_task("replaying", total=len(plan.timeline)) if progress else None
+    pacer = _Pacer(options, int(plan.timeline.times_ns[0]))
     started = time.monotonic()
-    for index, (event_ns, kind, row) in enumerate(
-        zip(timeline.times_ns, timeline.kind_codes, timeline.rows, strict=True)
-    ):
-        pacer.wait(index, int(event_ns))
-        key = keys[row]
-        if kind == LISTING:
-            value = listings[row].encode()
-            if row in corruptions:
-                value, reason = corrupt(orjson.loads(value), corruptions[row])
-                stats.corrupted[corruptions[row]] += 1
-                stats.corrupted_keys[key.decode()] = reason.value
-            topic = listed_topic
-            stats.listings += 1
-        else:
-            if row in corruptions:
-                continue  # no sale for a listing that could never be priced
-            value, topic = sales[row].encode(), sold_topic
-            stats.sales += 1
-        _produce(producer, topic, key, value, delivered)
-        if index % PROGRESS_EVERY == 0:
-            producer.poll(0)
-            if progress and task is not None:
-                progress.update(task, completed=index)
-    remaining = producer.flush(120)
-    if remaining:
-        stats.failed += remaining
-        stats.errors["not delivered within 120s"] += remaining
+    _send(producer, plan, topics, pacer, stats, progress, task)
+    _flush(producer, stats)
     stats.seconds = time.monotonic() - started
     if progress and task is not None:
-        progress.update(task, completed=len(timeline))
-    stats.first_event = pd.Timestamp(int(timeline.times_ns[0]), tz="UTC")
-    stats.last_event = pd.Timestamp(int(timeline.times_ns[-1]), tz="UTC")
+        progress.update(task, completed=len(plan.timeline))
+    stats.first_event = pd.Timestamp(int(plan.timeline.times_ns[0]), tz="UTC")
+    stats.last_event = pd.Timestamp(int(plan.timeline.times_ns[-1]), tz="UTC")
     log.info(
         "replayed %d listings and %d sales in %.1fs (%.0f events/s); %d acked, %d failed",
         stats.listings,
@@ -181,13 +147,95 @@ def replay(
     return stats
 
 
-def _produce(producer: Producer, topic: str, key: bytes, value: bytes, callback: object) -> None:
-    while True:
-        try:
-            producer.produce(topic, value=value, key=key, on_delivery=callback)
-            return
-        except BufferError:  # local queue full: let deliveries drain, then retry
-            producer.poll(0.05)
+@dataclass(frozen=True)
+class _Plan:
+    """What a replay sends: the timeline, every payload and key, and which listings to
+    corrupt (row -> kind of corruption)."""
+
+    timeline: Timeline
+    listings: list[str]
+    sales: list[str]
+    keys: list[bytes]
+    corruptions: dict[int, str]
+
+
+def _plan(frame: pd.DataFrame, options: ReplayOptions) -> _Plan:
+    """Render everything up front, so that sending is a tight loop."""
+    return _Plan(
+        timeline=build_timeline(frame, options.sale_delay, options.with_sales),
+        listings=listing_payloads(frame),
+        sales=sale_payloads(frame, options.sale_delay) if options.with_sales else [],
+        keys=[key.encode() for key in frame["auction_id"]],
+        corruptions=pick_corruptions(len(frame), options.corrupt_share, options.seed),
+    )
+
+
+def _send(
+    producer: Producer,
+    plan: _Plan,
+    topics: tuple[str, str],
+    pacer: _Pacer,
+    stats: ReplayStats,
+    progress: Progress | None,
+    task: TaskID | None,
+) -> None:
+    """Every event of the plan in timeline order, paced; deliveries count into ``stats``."""
+    delivered = _delivery_counter(stats)
+    timeline = plan.timeline
+    for index, (event_ns, kind, row) in enumerate(
+        zip(timeline.times_ns, timeline.kind_codes, timeline.rows, strict=True)
+    ):
+        pacer.wait(index, int(event_ns))
+        message = _message(plan, kind, row, topics, stats)
+        if message is None:
+            continue
+        topic, value = message
+        produce_waiting(producer, topic, value, plan.keys[row], on_delivery=delivered)
+        if index % PROGRESS_EVERY == 0:
+            producer.poll(0)
+            if progress and task is not None:
+                progress.update(task, completed=index)
+
+
+def _message(
+    plan: _Plan, kind: int, row: int, topics: tuple[str, str], stats: ReplayStats
+) -> tuple[str, bytes] | None:
+    """The topic and value of one event, counted in ``stats``; ``None`` for the sale of a
+    corrupted listing, which is never sent."""
+    corruption = plan.corruptions.get(row)
+    if kind == LISTING:
+        value = plan.listings[row].encode()
+        if corruption is not None:
+            value, reason = corrupt(orjson.loads(value), corruption)
+            stats.corrupted[corruption] += 1
+            stats.corrupted_keys[plan.keys[row].decode()] = reason.value
+        stats.listings += 1
+        return topics[0], value
+    if corruption is not None:
+        return None  # no sale for a listing that could never be priced
+    stats.sales += 1
+    return topics[1], plan.sales[row].encode()
+
+
+def _delivery_counter(stats: ReplayStats) -> Callable[[KafkaError | None, Message], None]:
+    """A delivery callback that counts acknowledgements and errors into ``stats``."""
+
+    def delivered(error: KafkaError | None, message: Message) -> None:
+        if error is None:
+            stats.acked += 1
+        else:
+            stats.failed += 1
+            stats.errors[error.str()] += 1
+
+    return delivered
+
+
+def _flush(producer: Producer, stats: ReplayStats) -> None:
+    """Wait for the outstanding deliveries; what is still outstanding after 120s failed."""
+    remaining = producer.flush(120)
+    if remaining:
+        stats.failed += remaining
+        stats.errors["not delivered within 120s"] += remaining
 
 
 class _RateColumn(ProgressColumn):

@@ -20,9 +20,9 @@ from datetime import timedelta
 import numpy as np
 import pandas as pd
 
+from gavel.features import TARGET
 from gavel.schemas import LISTING_FIELDS
 from gavel.times import as_utc_timestamp
-from producers.sources.frame import TARGET
 
 LISTING, SALE = 0, 1
 _KIND_NAMES = np.array(["listing", "sale"])

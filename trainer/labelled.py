@@ -14,14 +14,15 @@ from datetime import datetime, timedelta
 
 import pandas as pd
 
+from gavel.features import TARGET
 from gavel.schemas import LISTING_FIELDS, Sale, ScoredPrice
 from gavel.settings import TrainerSettings
-from producers.sources.frame import TARGET
-from trainer.split import SplitError, TimeSplit
+from trainer.split import SplitError, TimeSplit, short_part, split_off_validation
 
 log = logging.getLogger(__name__)
 
 SOLD_AT = "sold_at"
+MIN_ROWS = 50  # labelled rows each part of a retraining split needs
 
 
 def labelled_frame(scored: Iterable[ScoredPrice], sales: Iterable[Sale]) -> pd.DataFrame:
@@ -67,14 +68,15 @@ def retraining_split(
         n = min(len(older), int(len(window) * config.blend_share))
         window = pd.concat([older.sample(n, random_state=seed), window]) if n else window
     window = window.sort_values("listed_at", kind="stable")
-    n_validation = max(round(len(window) * validation_share), 1)
-    train, validation = window.iloc[:-n_validation], window.iloc[-n_validation:]
-    for part, rows in (("training", train), ("validation", validation), ("evaluation", evaluation)):
-        if len(rows) < 50:
-            raise SplitError(
-                f"the {part} part has {len(rows)} labelled rows; need 50 "
-                f"(train_days={config.train_days}, eval_days={config.eval_days})"
-            )
+    train, validation = split_off_validation(window, validation_share)
+    parts = {"training": train, "validation": validation, "evaluation": evaluation}
+    short = short_part(parts, MIN_ROWS)
+    if short is not None:
+        part, rows = short
+        raise SplitError(
+            f"the {part} part has {rows} labelled rows; need {MIN_ROWS} "
+            f"(train_days={config.train_days}, eval_days={config.eval_days})"
+        )
     return TimeSplit(
         train=train.drop(columns=[SOLD_AT]),
         validation=validation.drop(columns=[SOLD_AT]),

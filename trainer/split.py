@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -44,6 +45,33 @@ class TimeSplit:
         }
 
 
+def split_off_validation(
+    frame: pd.DataFrame, validation_share: float
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``frame`` (sorted by time) cut in two: the rows before its latest
+    ``validation_share`` and those latest rows (at least one of them).
+
+    >>> train, validation = split_off_validation(pd.DataFrame({"n": range(10)}), 0.15)
+    >>> len(train), validation["n"].tolist()
+    (8, [8, 9])
+    """
+    n_validation = max(round(len(frame) * validation_share), 1)
+    return frame.iloc[:-n_validation], frame.iloc[-n_validation:]
+
+
+def short_part(parts: Mapping[str, pd.DataFrame], min_rows: int) -> tuple[str, int] | None:
+    """The first of ``parts`` with fewer than ``min_rows`` rows, and its size; ``None``
+    when every part is large enough.
+
+    >>> short_part({"train": pd.DataFrame({"n": range(9)}), "test": pd.DataFrame()}, 5)
+    ('test', 0)
+    """
+    for name, rows in parts.items():
+        if len(rows) < min_rows:
+            return name, len(rows)
+    return None
+
+
 def time_split(
     frame: pd.DataFrame,
     train_until: str | date | datetime | pd.Timestamp,
@@ -58,15 +86,15 @@ def time_split(
     times = frame["listed_at"]
     before = frame.loc[times < cut].sort_values("listed_at", kind="stable")
     test = frame.loc[(times >= cut) & (times < test_end)]
-    n_validation = max(round(len(before) * validation_share), 1)
-    train, validation = before.iloc[:-n_validation], before.iloc[-n_validation:]
-    for part, rows in (("train", train), ("validation", validation), ("test", test)):
-        if len(rows) < min_rows:
-            span = f"{times.min():%Y-%m-%d} to {times.max():%Y-%m-%d}" if len(frame) else "empty"
-            raise SplitError(
-                f"the {part} period has {len(rows)} rows (need {min_rows}); the data spans {span}, "
-                f"cut-off {cut:%Y-%m-%d}, test window {test_days} days. Move --train-until."
-            )
+    train, validation = split_off_validation(before, validation_share)
+    short = short_part({"train": train, "validation": validation, "test": test}, min_rows)
+    if short is not None:
+        part, rows = short
+        span = f"{times.min():%Y-%m-%d} to {times.max():%Y-%m-%d}" if len(frame) else "empty"
+        raise SplitError(
+            f"the {part} period has {rows} rows (need {min_rows}); the data spans {span}, "
+            f"cut-off {cut:%Y-%m-%d}, test window {test_days} days. Move --train-until."
+        )
     return TimeSplit(train, validation, test, cut, test_end)
 
 

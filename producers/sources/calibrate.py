@@ -1,8 +1,9 @@
 """Aggregate statistics of real auctions that drive the synthetic generator.
 
 :func:`build_calibration` reads a Kaggle "Used Car Auction Prices" CSV, cleans it
-lightly and returns only aggregates: category counts (every stored category was
-seen at least :data:`MIN_COUNT` times), regression coefficients and quantiles.
+with the Kaggle loader's rules (:func:`clean_auctions`) and returns only aggregates:
+category counts (every stored category was seen at least :data:`MIN_COUNT` times),
+regression coefficients and quantiles.
 No row, nor anything derived row by row, leaves this module, so the result can be
 committed as ``calibration.json`` and the generator runs without the real data.
 
@@ -29,13 +30,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from gavel.features import MISSING_TEXT, TARGET
+from producers.sources.kaggle import clean_kaggle_frame
 
 MIN_COUNT = 5
 # Thresholds above MIN_COUNT keep the file small and the per-age figures steady.
@@ -70,35 +74,17 @@ MAKE_ALIASES: dict[str, str] = {
     "gmc truck": "gmc",
     "hyundai tk": "hyundai",
 }
-UNKNOWN_TEXT = frozenset({"", "—", "-", "nan", "none", "null"})
 WEEKDAYS: tuple[str, ...] = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-_JS_DATE = re.compile(r"^\w{3} (\w{3} \d{1,2} \d{4} \d{1,2}:\d{2}:\d{2}) GMT([+-]\d{4})")
-
-
-def _numeric(series: pd.Series) -> pd.Series:
-    return pd.to_numeric(series.str.strip(), errors="coerce")
+# Checks of the Kaggle loader that a calibration row may fail (see clean_auctions).
+TOLERATED_CHECKS = frozenset(
+    {"missing_make_model", "bad_condition", "bad_odometer", "text_too_long"}
+)
 
 
 def _text(series: pd.Series) -> pd.Series:
     """Stripped text with unknown markers as ``NA``."""
     text = series.astype("string").str.strip()
-    return text.mask(text.str.lower().isin(UNKNOWN_TEXT))
-
-
-def parse_saledate(series: pd.Series) -> pd.Series:
-    """Sale times as UTC; accepts JavaScript ``Date.toString`` text and ISO text.
-
-    >>> text = pd.Series(["Tue Dec 16 2014 12:30:00 GMT-0800 (PST)", "2015-04-30 04:00:00", "?"])
-    >>> parse_saledate(text).dt.strftime("%Y-%m-%d %H:%M").tolist()
-    ['2014-12-16 20:30', '2015-04-30 04:00', nan]
-    """
-    text = series.astype("string").str.strip()
-    parts = text.str.extract(_JS_DATE)
-    js = pd.to_datetime(
-        parts[0] + " " + parts[1], format="%b %d %Y %H:%M:%S %z", errors="coerce", utc=True
-    )
-    iso = pd.to_datetime(text.where(parts[0].isna()), errors="coerce", utc=True, format="ISO8601")
-    return js.fillna(iso)
+    return text.mask(text.str.lower().isin(MISSING_TEXT))
 
 
 def _canonical(keys: pd.Series, shown: pd.Series) -> pd.Series:
@@ -113,53 +99,44 @@ def _canonical(keys: pd.Series, shown: pd.Series) -> pd.Series:
 
 
 def clean_auctions(raw: pd.DataFrame) -> pd.DataFrame:
-    """Lightly cleaned auctions: typed columns, missing values as ``NA``.
+    """The auctions to calibrate on: typed columns, missing values as ``NA``.
 
-    Drops rows with shifted columns (transmission not automatic/manual/empty, state
-    not two letters), unparseable year or sale date and sale prices below $500.
-    Converts 1-49 conditions to 1.0-5.0 and odometer placeholders to missing.
+    The values are the Kaggle loader's (see :func:`~producers.sources.kaggle.clean_kaggle_frame`),
+    and so are the rows, but for the calibration's own policy: a row passes with a missing
+    make or model (it still counts in the other tables), an unreadable condition or
+    odometer (then missing) or an overlong text; it needs a two-letter state and a sale
+    price of at least :data:`MIN_PRICE`, with no upper bound. Makes, models, trims and
+    bodies get one spelling each; colours, interiors and sellers are lower case.
     """
-    frame = raw.astype(str).apply(lambda column: column.str.strip())
-    transmission = frame["transmission"].str.lower()
-    state = frame["state"].str.lower()
-    year = _numeric(frame["year"])
-    price = _numeric(frame["sellingprice"])
-    sold_at = parse_saledate(frame["saledate"])
-    keep = (
-        transmission.isin(["automatic", "manual", ""])
-        & state.str.fullmatch(r"[a-z]{2}")
-        & year.between(1950, 2100)
-        & (price >= MIN_PRICE)
-        & sold_at.notna()
-    )
-    frame, transmission, state = frame[keep], transmission[keep], state[keep]
-    out = pd.DataFrame(index=frame.index)
-    out["sold_at"] = sold_at[keep]
-    out["year"] = year[keep].astype(int)
+    rows = clean_kaggle_frame(raw, min_price=MIN_PRICE, max_price=math.inf)
+    keep = rows.passing(tolerated=TOLERATED_CHECKS) & (rows.values["state"] != "")
+    values = rows.values[keep]
+    out = pd.DataFrame(index=values.index)
+    out["sold_at"] = values["listed_at"]
+    out["year"] = values["year"].astype(int)
     out["age"] = out["sold_at"].dt.year - out["year"]
+    out = out.join(_spellings(values))
+    out["transmission"] = values["transmission"].mask(values["transmission"] == "")
+    out["state"] = values["state"]
+    for column in ("odometer", "condition", "mmr", TARGET):
+        out[column] = values[column]
+    return out.reset_index(drop=True)
 
-    make_key = _text(frame["make"]).str.lower().replace(MAKE_ALIASES)
-    out["make"] = _canonical(make_key, _text(frame["make"]))
-    model_key = make_key + "|" + _text(frame["model"]).str.lower()
-    out["model"] = _canonical(model_key, _text(frame["model"]))
-    trim_key = model_key + "|" + _text(frame["trim"]).str.lower()
-    out["trim"] = _canonical(trim_key, _text(frame["trim"]))
-    body = _text(frame["body"])
+
+def _spellings(values: pd.DataFrame) -> pd.DataFrame:
+    """One spelling per make (aliases merged), model, trim and body; other text in lower case."""
+    out = pd.DataFrame(index=values.index)
+    make_key = _text(values["make"]).str.lower().replace(MAKE_ALIASES)
+    out["make"] = _canonical(make_key, _text(values["make"]))
+    model_key = make_key + "|" + _text(values["model"]).str.lower()
+    out["model"] = _canonical(model_key, _text(values["model"]))
+    trim_key = model_key + "|" + _text(values["trim"]).str.lower()
+    out["trim"] = _canonical(trim_key, _text(values["trim"]))
+    body = _text(values["body"])
     out["body"] = _canonical(body.str.lower(), body)
     for column in ("color", "interior", "seller"):
-        out[column] = _text(frame[column]).str.lower()
-    out["transmission"] = transmission.mask(transmission == "")
-    out["state"] = state
-
-    odometer = _numeric(frame["odometer"])
-    out["odometer"] = odometer.where((odometer > 1) & (odometer < 999_999))
-    condition = _numeric(frame["condition"])
-    condition = condition.where(condition <= 5, condition / 10)
-    out["condition"] = condition.where(condition.between(1, 5))
-    mmr = _numeric(frame["mmr"])
-    out["mmr"] = mmr.where(mmr > 0)
-    out["sellingprice"] = price[keep]
-    return out.reset_index(drop=True)
+        out[column] = _text(values[column]).str.lower()
+    return out
 
 
 def _counts(series: pd.Series, *, top: int | None = None) -> dict[str, int]:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pandas as pd
 
+from gavel.features import TARGET
 from gavel.schemas import LISTING_FIELDS
 
-TARGET = "sellingprice"
 RECORD_COLUMNS: tuple[str, ...] = (*LISTING_FIELDS, TARGET)
 
 

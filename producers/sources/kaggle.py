@@ -31,7 +31,7 @@ import gc
 import hashlib
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,10 +41,10 @@ import numpy as np
 import pandas as pd
 from pydantic import TypeAdapter, ValidationError
 from rich.console import Console
-from rich.table import Table
 
+from gavel.features import MISSING_TEXT, TARGET
 from gavel.schemas import MAX_CONDITION, MAX_ODOMETER, MIN_CONDITION, MIN_MODEL_YEAR, Listing
-from producers.sources.frame import RECORD_COLUMNS, TARGET, check_auction_frame
+from producers.sources.frame import RECORD_COLUMNS, check_auction_frame
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +53,11 @@ __all__ = [
     "REJECTION_REASONS",
     "KaggleFormatError",
     "KaggleLoad",
+    "KaggleRows",
+    "clean_kaggle_frame",
     "load_kaggle_csv",
     "normalise_kaggle_frame",
+    "parse_saledate",
 ]
 
 ConditionScale = Literal["auto", "5", "49"]
@@ -95,7 +98,6 @@ REJECTION_REASONS: tuple[str, ...] = (
 
 _OPTIONAL_TEXT = ("trim", "body", "color", "interior", "seller")
 _TEXT_LIMITS = {"make": 60, "model": 80, **dict.fromkeys(_OPTIONAL_TEXT, 200)}
-_UNKNOWN_MARKS = ("\u2014", "\u2013", "-")  # em dash, en dash, hyphen
 _TRANSMISSIONS = ("automatic", "manual", "")
 _MAX_VIN = 32
 _MAX_MMR = 1_000_000.0
@@ -174,7 +176,8 @@ class KaggleLoad:
     ``missing_condition``, ``condition_rescaled`` (read on the 1-49 scale),
     ``odometer_placeholder`` (empty, 0, 1 or >= 999,999), ``missing_mmr``, ``bad_mmr``
     (non-numeric or not positive), ``unknown_color`` / ``unknown_interior`` (and other text
-    columns: a dash), ``body_recased`` and ``bad_vin`` (too long to be a VIN).
+    columns: a dash or a spelled-out missing value, see :data:`gavel.features.MISSING_TEXT`),
+    ``body_recased`` and ``bad_vin`` (too long to be a VIN).
     """
 
     frame: pd.DataFrame
@@ -186,24 +189,38 @@ class KaggleLoad:
     def kept(self) -> int:
         return len(self.frame)
 
-    def summary_table(self) -> Table:
-        """A table of kept, rejected (by reason) and repaired (by kind) counts."""
-        table = Table(title="Kaggle auction CSV")
-        table.add_column("outcome")
-        table.add_column("reason")
-        table.add_column("rows", justify="right")
-        table.add_column("share", justify="right")
 
-        def share(count: int) -> str:
-            return f"{count / self.total_rows:.1%}" if self.total_rows else "-"
+@dataclass(frozen=True)
+class KaggleRows:
+    """Every row of a Kaggle frame, cleaned, and the checks each row fails.
 
-        table.add_row("kept", "", f"{self.kept:,}", share(self.kept))
-        for reason, count in self.rejected.most_common():
-            table.add_row("rejected", reason, f"{count:,}", share(count))
-        for reason, count in self.repaired.most_common():
-            table.add_row("repaired", reason, f"{count:,}", share(count))
-        table.add_row("total", "", f"{self.total_rows:,}", share(self.total_rows), style="bold")
-        return table
+    ``text`` holds the Kaggle columns as stripped text; ``values`` the listing columns
+    (but ``auction_id``) and ``sellingprice`` of every row, cleaned: ``""`` for unknown
+    text, ``NaN`` for unknown numbers. ``failed`` maps each rejection reason but
+    ``invalid_listing``, in ``REJECTION_REASONS`` order, to the rows that fail its check;
+    ``repairs`` maps each kind of repair to the rows whose value it cleaned.
+    """
+
+    text: pd.DataFrame
+    values: pd.DataFrame
+    failed: dict[str, pd.Series]
+    repairs: dict[str, pd.Series]
+
+    def first_reasons(self) -> pd.Series:
+        """Each row's rejection reason: the first check it fails (``<NA>`` when none)."""
+        reasons = pd.Series(pd.NA, index=self.text.index, dtype="string")
+        for reason, rows in self.failed.items():
+            # First reason wins, so a shifted row is not also counted as a bad price or date.
+            reasons.mask(reasons.isna() & rows, reason, inplace=True)
+        return reasons
+
+    def passing(self, tolerated: Collection[str] = ()) -> pd.Series:
+        """The rows that fail no check but the ``tolerated`` ones."""
+        fails = pd.Series(False, index=self.text.index)
+        for reason, rows in self.failed.items():
+            if reason not in tolerated:
+                fails |= rows
+        return ~fails
 
 
 def load_kaggle_csv(
@@ -276,6 +293,29 @@ def normalise_kaggle_frame(
     )
 
 
+def clean_kaggle_frame(
+    raw: pd.DataFrame,
+    *,
+    condition_scale: ConditionScale = "auto",
+    min_price: float = 500,
+    max_price: float = 250_000,
+) -> KaggleRows:
+    """Every row of a frame of Kaggle CSV text columns, cleaned, and the checks it fails.
+
+    The first step of :func:`normalise_kaggle_frame` (whose docstring lists the checks),
+    for a reader with a row policy of its own: the calibration keeps rows without a make.
+
+    >>> rows = clean_kaggle_frame(pd.DataFrame([{**dict.fromkeys(KAGGLE_COLUMNS, ""),
+    ...     "make": "Ford", "sellingprice": "90", "saledate": "2015-04-30 04:00:00"}]))
+    >>> [reason for reason, failed in rows.failed.items() if failed.any()]
+    ['missing_make_model', 'bad_year', 'absurd_price']
+    >>> rows.first_reasons().tolist(), rows.passing({"missing_make_model"}).tolist()
+    (['missing_make_model'], [False])
+    """
+    _check_condition_scale(condition_scale)
+    return _clean(_text_columns(raw), condition_scale, min_price, max_price)
+
+
 def _normalise(
     raw: pd.DataFrame,
     *,
@@ -284,106 +324,165 @@ def _normalise(
     max_price: float,
     say: Callable[[str], None] | None = None,
 ) -> KaggleLoad:
-    if condition_scale not in ("auto", "5", "49"):
-        raise ValueError(f"condition_scale must be 'auto', '5' or '49', not {condition_scale!r}")
+    _check_condition_scale(condition_scale)
     text = _text_columns(raw)
-    total = len(text)
-    if total == 0:
+    if len(text) == 0:
         log.info("kaggle: kept 0 of 0 rows")
         return KaggleLoad(frame=_empty_frame(), total_rows=0)
-    reject = pd.Series(pd.NA, index=text.index, dtype="string")
-    repairs: dict[str, pd.Series] = {}
+    rows = _clean(text, condition_scale, min_price, max_price)
+    reject = rows.first_reasons()
+    if say is not None:
+        say("Validating listings")
+    kept = _kept_listings(rows, reject.isna())
+    invalid = _invalid_rows(kept)
+    if len(invalid):
+        reject.loc[invalid] = "invalid_listing"
+        kept = kept.drop(index=invalid)
+    return _load_result(kept, reject, rows.repairs)
 
-    def flag(reason: str, mask: pd.Series) -> None:
-        # First reason wins, so a shifted row is not also counted as a bad price or date.
-        reject.mask(reject.isna() & mask, reason, inplace=True)
 
-    flag("empty_row", (text == "").all(axis=1))
+def _check_condition_scale(condition_scale: str) -> None:
+    if condition_scale not in ("auto", "5", "49"):
+        raise ValueError(f"condition_scale must be 'auto', '5' or '49', not {condition_scale!r}")
 
+
+def _clean(
+    text: pd.DataFrame, condition_scale: ConditionScale, min_price: float, max_price: float
+) -> KaggleRows:
+    """Every column cleaned and every check but ``invalid_listing`` made, on all rows."""
     transmission = _per_unique(text["transmission"], lambda u: u.str.lower())
     state = _per_unique(text["state"], lambda u: u.str.lower())
-    flag(
-        "shifted_columns",
+    listed_at = parse_saledate(text["saledate"])
+    year, bad_year = _year(text["year"], listed_at)
+    price, missing_price, absurd_price = _price(text[TARGET], min_price, max_price)
+    condition, condition_ok, rescaled = _condition(text["condition"], condition_scale)
+    odometer, bad_odometer, placeholder = _odometer(text["odometer"])
+    mmr, missing_mmr, bad_mmr = _mmr(text["mmr"])
+    described, text_repairs, too_long = _descriptions(text)
+    vin, bad_vin = _vin(text["vin"])
+    failed = {
+        "empty_row": (text == "").all(axis=1),
+        "shifted_columns": _shifted_columns(text["saledate"], transmission, state),
+        "missing_make_model": (text["make"] == "") | (text["model"] == ""),
+        "bad_saledate": listed_at.isna(),
+        "bad_year": bad_year,
+        "missing_price": missing_price,
+        "absurd_price": absurd_price,
+        "bad_condition": ~condition_ok,
+        "bad_odometer": bad_odometer,
+        "text_too_long": too_long,
+    }
+    repairs = {
+        "missing_condition": text["condition"] == "",
+        "condition_rescaled": rescaled,
+        "odometer_placeholder": placeholder,
+        "missing_mmr": missing_mmr,
+        "bad_mmr": bad_mmr,
+        **text_repairs,
+        "bad_vin": bad_vin,
+    }
+    values = described.assign(
+        listed_at=listed_at,
+        year=year,
+        transmission=transmission,
+        state=state,
+        condition=condition,
+        odometer=odometer,
+        mmr=mmr,
+        vin=vin,
+        **{TARGET: price},
+    )
+    return KaggleRows(text=text, values=values, failed=failed, repairs=repairs)
+
+
+def _shifted_columns(saledate: pd.Series, transmission: pd.Series, state: pd.Series) -> pd.Series:
+    """The tell-tales of a row whose cells slid sideways: a transmission that is not one,
+    a state that is not two letters, or a bare number as sale date."""
+    return (
         ~transmission.isin(_TRANSMISSIONS)
         | _per_unique(state, lambda u: (u != "") & ~u.str.fullmatch(r"[a-z]{2}"))
-        | _per_unique(text["saledate"], lambda u: u.str.fullmatch(_NUMBER)),
+        | _per_unique(saledate, lambda u: u.str.fullmatch(_NUMBER))
     )
-    flag("missing_make_model", (text["make"] == "") | (text["model"] == ""))
 
-    listed_at = _parse_saledate(text["saledate"])
-    flag("bad_saledate", listed_at.isna())
 
-    year = pd.to_numeric(text["year"], errors="coerce")
+def _year(text: pd.Series, listed_at: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Model years, and which are bad: not a whole number in 1950 to sale year + 1."""
+    year = pd.to_numeric(text, errors="coerce")
     sale_year = listed_at.dt.year
     year_ok = (year == np.floor(year)) & (year >= MIN_MODEL_YEAR) & (year <= sale_year + 1)
-    flag("bad_year", ~year_ok)
+    return year, ~year_ok
 
-    price = pd.to_numeric(text[TARGET], errors="coerce")
-    flag("missing_price", price.isna())
-    flag("absurd_price", (price <= 0) | (price < min_price) | (price > max_price))
 
-    condition, condition_ok, rescaled = _condition(text["condition"], condition_scale)
-    flag("bad_condition", ~condition_ok)
-    repairs["missing_condition"] = text["condition"] == ""
-    repairs["condition_rescaled"] = rescaled
+def _price(
+    text: pd.Series, min_price: float, max_price: float
+) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """Sale prices, which are missing and which are outside ``min_price`` to ``max_price``."""
+    price = pd.to_numeric(text, errors="coerce")
+    absurd = (price <= 0) | (price < min_price) | (price > max_price)
+    return price, price.isna(), absurd
 
-    odometer = pd.to_numeric(text["odometer"], errors="coerce")
-    flag("bad_odometer", ((text["odometer"] != "") & odometer.isna()) | (odometer < 0))
+
+def _odometer(text: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """Readings (``NaN`` for placeholders), which are bad (text or negative) and which
+    were placeholders (empty, 0, 1 or >= 999,999)."""
+    odometer = pd.to_numeric(text, errors="coerce")
+    bad = ((text != "") & odometer.isna()) | (odometer < 0)
     placeholder = odometer.isna() | (odometer <= 1) | (odometer >= _ODOMETER_PLACEHOLDER)
-    repairs["odometer_placeholder"] = placeholder
-    odometer = odometer.mask(placeholder | (odometer > MAX_ODOMETER))
+    return odometer.mask(placeholder | (odometer > MAX_ODOMETER)), bad, placeholder
 
-    mmr = pd.to_numeric(text["mmr"], errors="coerce")
-    mmr_bad = mmr.isna() | (mmr <= 0) | (mmr > _MAX_MMR)
-    repairs["missing_mmr"] = text["mmr"] == ""
-    repairs["bad_mmr"] = mmr_bad & (text["mmr"] != "")
-    mmr = mmr.mask(mmr_bad)
 
+def _mmr(text: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """MMR values (``NaN`` unless positive and plausible), which were empty and which bad."""
+    mmr = pd.to_numeric(text, errors="coerce")
+    unusable = mmr.isna() | (mmr <= 0) | (mmr > _MAX_MMR)
+    return mmr.mask(unusable), text == "", unusable & (text != "")
+
+
+def _descriptions(text: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, pd.Series], pd.Series]:
+    """Make, model and the optional text columns cleaned (``""`` when unknown), their
+    repairs, and the rows with a text too long for a listing."""
     out = pd.DataFrame(index=text.index)
-    out["listed_at"] = listed_at
-    out["year"] = year
+    repairs: dict[str, pd.Series] = {}
     for column in ("make", "model"):
         out[column] = text[column]
     for column in _OPTIONAL_TEXT:
         values = text[column]
         if column in ("color", "interior"):
             values = _per_unique(values, lambda u: u.str.lower())
-        unknown = values.isin(_UNKNOWN_MARKS)
+        unknown = _per_unique(values, lambda u: (u != "") & u.str.lower().isin(MISSING_TEXT))
         repairs[f"unknown_{column}"] = unknown
         out[column] = values.mask(unknown, "")
     out["body"], repairs["body_recased"] = _canonical_body(out["body"])
     too_long = pd.Series(False, index=text.index)
     for column, limit in _TEXT_LIMITS.items():
         too_long |= _per_unique(out[column], lambda u, n=limit: u.str.len() > n)
-    flag("text_too_long", too_long)
+    return out, repairs, too_long
 
-    out["transmission"] = transmission
-    out["state"] = state
-    out["condition"] = condition
-    out["odometer"] = odometer
-    out["mmr"] = mmr
-    vin = text["vin"].str.lower()
-    repairs["bad_vin"] = vin.str.len() > _MAX_VIN
-    out["vin"] = vin.mask(repairs["bad_vin"], "")
-    out[TARGET] = price
-    out["auction_id"] = ""
 
-    if say is not None:
-        say("Validating listings")
-    keep = reject.isna()
-    kept = out.loc[keep].copy()
+def _vin(text: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """VINs in lower case (``""`` when too long to be one), and which were too long."""
+    vin = text.str.lower()
+    too_long = vin.str.len() > _MAX_VIN
+    return vin.mask(too_long, ""), too_long
+
+
+def _kept_listings(rows: KaggleRows, keep: pd.Series) -> pd.DataFrame:
+    """The kept rows, typed as the auction frame wants them, with their auction ids."""
+    kept = rows.values.loc[keep].copy()
     kept["year"] = kept["year"].astype("int64")
     for column in ("condition", "odometer", "mmr", TARGET):
         kept[column] = kept[column].astype("float64")
     for column in ("make", "model", *_OPTIONAL_TEXT, "transmission", "state", "vin"):
         kept[column] = _none_if_empty(kept[column])
-    kept["auction_id"] = _auction_ids(text, listed_at, keep)
+    kept["auction_id"] = _auction_ids(rows.text, rows.values["listed_at"], keep)
+    return kept
 
-    invalid = _invalid_rows(kept)
-    if len(invalid):
-        reject.loc[invalid] = "invalid_listing"
-        kept = kept.drop(index=invalid)
 
+def _load_result(
+    kept: pd.DataFrame, reject: pd.Series, repairs: dict[str, pd.Series]
+) -> KaggleLoad:
+    """The load: the kept rows as a sorted auction frame, and the counts (logged)."""
+    total = len(reject)
     keep = reject.isna()
     rejected = Counter({str(k): int(v) for k, v in reject.value_counts().items()})
     repaired = Counter(
@@ -441,12 +540,21 @@ def _per_unique(values: pd.Series, func: Callable[[pd.Series], pd.Series]) -> pd
     return pd.Series(result.take(codes), index=values.index)
 
 
-def _parse_saledate(saledate: pd.Series) -> pd.Series:
-    """Sale times as UTC timestamps (``NaT`` when unparseable)."""
+def parse_saledate(saledate: pd.Series) -> pd.Series:
+    """Sale times as UTC timestamps (``NaT`` when unparseable), from the text of either
+    published variant: JavaScript ``Date.toString`` text or ISO text (naive means UTC).
+
+    >>> text = pd.Series(["Tue Dec 16 2014 12:30:00 GMT-0800 (PST)", "2015-04-30 04:00:00", "?"])
+    >>> parse_saledate(text).dt.strftime("%Y-%m-%d %H:%M").tolist()
+    ['2014-12-16 20:30', '2015-04-30 04:00', nan]
+    """
+    if saledate.hasnans:
+        saledate = saledate.where(saledate.notna(), "")
     return _per_unique(saledate, _parse_saledate_unique)
 
 
 def _parse_saledate_unique(saledate: pd.Series) -> pd.Series:
+    saledate = saledate.str.strip()
     parsed = pd.Series(pd.NaT, index=saledate.index, dtype="datetime64[ns, UTC]")
     js = saledate.str.extract(_JS_DATE)
     is_js = js["date"].notna()

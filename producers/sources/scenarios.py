@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from gavel.schemas import MAX_CONDITION, MAX_ODOMETER, MIN_CONDITION, MIN_MODEL_YEAR
+from gavel.times import as_utc_timestamp
 
 if TYPE_CHECKING:
     from producers.sources.synthetic import Calibration
@@ -44,14 +45,15 @@ class ScenarioError(ValueError):
     """A scenario that cannot be built or parsed."""
 
 
-def _as_utc(value: date | datetime | str | pd.Timestamp) -> pd.Timestamp:
+def _start(value: date | datetime | str | pd.Timestamp) -> pd.Timestamp:
+    """A scenario's start in UTC (naive means UTC), or :class:`ScenarioError`."""
     try:
-        stamp = pd.Timestamp(value)
+        stamp = as_utc_timestamp(value)
     except (TypeError, ValueError) as exc:
         raise ScenarioError(f"start={value!r} is not a date or datetime") from exc
     if pd.isna(stamp):
         raise ScenarioError(f"start={value!r} is not a date or datetime")
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    return stamp
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,7 @@ class Scenario(ABC):
     start: pd.Timestamp | datetime | date | str
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "start", _as_utc(self.start))
+        object.__setattr__(self, "start", _start(self.start))
 
     def affected(self, frame: pd.DataFrame) -> np.ndarray:
         """Boolean mask of the rows this scenario may change."""
@@ -387,7 +389,7 @@ def parse_scenario(text: str) -> Scenario:
         elif key in kwargs:
             raise ScenarioError(f"{name}: {key} given twice")
         else:
-            kwargs[key] = _as_utc(value) if key == "start" else _number(name, key, value)
+            kwargs[key] = _start(value) if key == "start" else _number(name, key, value)
     if "start" not in kwargs:
         raise ScenarioError(f"{name}: missing required key 'start' (e.g. start=2015-03-01)")
     return cls(**kwargs)

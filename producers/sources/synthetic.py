@@ -31,6 +31,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from gavel.schemas import MAX_CONDITION, MAX_ODOMETER, MIN_CONDITION, MIN_MODEL_YEAR
+from gavel.times import as_utc_timestamp
 from producers.sources.frame import RECORD_COLUMNS, check_auction_frame
 from producers.sources.scenarios import Scenario, apply_scenarios
 
@@ -182,40 +183,11 @@ class Calibration:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Calibration:
         """Parse the structure written by :func:`producers.sources.calibrate.build_calibration`."""
-        rows = [
-            (make, name, model)
-            for make, entry in data["makes"].items()
-            for name, model in entry["models"].items()
-        ]
-        if not rows:
-            raise ValueError("calibration has no models")
-        make_bodies: dict[str, dict[str, float]] = {}
-        for make, _, model in rows:
-            for body, count in model["bodies"].items():
-                make_bodies.setdefault(make, {}).setdefault(body, 0.0)
-                make_bodies[make][body] += count
-        all_bodies: dict[str, float] = {}
-        for bodies in make_bodies.values():
-            for body, count in bodies.items():
-                all_bodies[body] = all_bodies.get(body, 0.0) + count
-        body_groups = [
-            {
-                b: (c, 0.0)
-                for b, c in (model["bodies"] or make_bodies.get(make) or all_bodies).items()
-            }
-            for make, _, model in rows
-        ]
-        trim_groups = [
-            {t: (c, off) for t, (c, off) in model["trims"].items()} or {None: (1.0, 0.0)}
-            for _, _, model in rows
-        ]
-        price = data["price"]
-        odometer = sorted((int(age), ms) for age, ms in data["odometer"]["by_age"].items())
-        if [age for age, _ in odometer] != list(range(len(odometer))):
-            raise ValueError("calibration odometer.by_age must cover ages 0..N without gaps")
-        condition = data["condition"]
-        weekday = data["weekday"]
-        days = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+        rows = _model_rows(data["makes"])
+        bodies, trims = _body_groups(rows), _trim_groups(rows)
+        odometer_mean, odometer_sd = _odometer_curve(data["odometer"]["by_age"])
+        make_levels, model_levels, trim_offsets = _level_lookups(data["makes"], rows)
+        price, condition, weekday = data["price"], data["condition"], data["weekday"]
         return cls(
             summary=dict(data.get("summary", {})),
             probs=np.asarray(data["quantile_probs"], dtype=float),
@@ -225,13 +197,13 @@ class Calibration:
             level=np.asarray([m["level"] for _, _, m in rows], dtype=float),
             age_mean=np.asarray([m["age"][0] for _, _, m in rows], dtype=float),
             age_sd=np.asarray([m["age"][1] for _, _, m in rows], dtype=float),
-            trims=_NestedCategorical.from_groups(trim_groups),
-            bodies=_NestedCategorical.from_groups(body_groups),
+            trims=_NestedCategorical.from_groups(trims),
+            bodies=_NestedCategorical.from_groups(bodies),
             age_z=np.asarray(data["age"]["z_quantiles"], dtype=float),
             age_min=int(data["age"]["min"]),
             age_max=int(data["age"]["max"]),
-            odometer_mean=np.asarray([ms[0] for _, ms in odometer], dtype=float),
-            odometer_sd=np.asarray([ms[1] for _, ms in odometer], dtype=float),
+            odometer_mean=odometer_mean,
+            odometer_sd=odometer_sd,
             odometer_z=np.asarray(data["odometer"]["z_quantiles"], dtype=float),
             condition_coef=(
                 float(condition["intercept"]),
@@ -247,16 +219,10 @@ class Calibration:
             color=_Categorical.from_counts(data["color"]),
             interior=_Categorical.from_counts(data["interior"]),
             seller=_Categorical.from_counts(data["seller"]),
-            weekday_weights=np.asarray([float(weekday.get(d, 0.0)) for d in days]),
-            make_levels={make.lower(): float(e["level"]) for make, e in data["makes"].items()},
-            model_levels={
-                (make.lower(), name.lower()): float(m["level"]) for make, name, m in rows
-            },
-            trim_offsets={
-                (make.lower(), name.lower(), trim.lower()): float(offset)
-                for make, name, m in rows
-                for trim, (_, offset) in m["trims"].items()
-            },
+            weekday_weights=np.asarray([float(weekday.get(d, 0.0)) for d in _WEEKDAYS]),
+            make_levels=make_levels,
+            model_levels=model_levels,
+            trim_offsets=trim_offsets,
         )
 
     @classmethod
@@ -329,6 +295,74 @@ class Calibration:
         return np.clip(rounded, MIN_PRICE, MAX_PRICE)
 
 
+_WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")  # calibration's weekday keys
+
+_ModelRow = tuple[str, str, Mapping[str, Any]]
+"""A calibrated model: its make, its name and its figures."""
+
+
+def _model_rows(makes: Mapping[str, Any]) -> list[_ModelRow]:
+    """Every calibrated model, make by make, in the file's order."""
+    rows = [
+        (make, name, model)
+        for make, entry in makes.items()
+        for name, model in entry["models"].items()
+    ]
+    if not rows:
+        raise ValueError("calibration has no models")
+    return rows
+
+
+def _body_groups(rows: Sequence[_ModelRow]) -> list[dict[Any, tuple[float, float]]]:
+    """Each model's body counts; a model without any takes its make's, then everyone's."""
+    make_bodies: dict[str, dict[str, float]] = {}
+    for make, _, model in rows:
+        for body, count in model["bodies"].items():
+            make_bodies.setdefault(make, {}).setdefault(body, 0.0)
+            make_bodies[make][body] += count
+    all_bodies: dict[str, float] = {}
+    for bodies in make_bodies.values():
+        for body, count in bodies.items():
+            all_bodies[body] = all_bodies.get(body, 0.0) + count
+    return [
+        {b: (c, 0.0) for b, c in (model["bodies"] or make_bodies.get(make) or all_bodies).items()}
+        for make, _, model in rows
+    ]
+
+
+def _trim_groups(rows: Sequence[_ModelRow]) -> list[dict[Any, tuple[float, float]]]:
+    """Each model's trims as (count, price offset); a model without any has one, unknown."""
+    return [
+        {t: (c, off) for t, (c, off) in model["trims"].items()} or {None: (1.0, 0.0)}
+        for _, _, model in rows
+    ]
+
+
+def _odometer_curve(by_age: Mapping[str, Sequence[float]]) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and sd of ``log1p(odometer)`` for ages 0..N, from the ``by_age`` table."""
+    odometer = sorted((int(age), ms) for age, ms in by_age.items())
+    if [age for age, _ in odometer] != list(range(len(odometer))):
+        raise ValueError("calibration odometer.by_age must cover ages 0..N without gaps")
+    mean = np.asarray([ms[0] for _, ms in odometer], dtype=float)
+    sd = np.asarray([ms[1] for _, ms in odometer], dtype=float)
+    return mean, sd
+
+
+def _level_lookups(
+    makes: Mapping[str, Any], rows: Sequence[_ModelRow]
+) -> tuple[dict[str, float], dict[tuple[str, str], float], dict[tuple[str, str, str], float]]:
+    """Log-price levels by make and by (make, model), and trim offsets by (make, model,
+    trim), all keyed in lower case."""
+    make_levels = {make.lower(): float(entry["level"]) for make, entry in makes.items()}
+    model_levels = {(make.lower(), name.lower()): float(m["level"]) for make, name, m in rows}
+    trim_offsets = {
+        (make.lower(), name.lower(), trim.lower()): float(offset)
+        for make, name, m in rows
+        for trim, (_, offset) in m["trims"].items()
+    }
+    return make_levels, model_levels, trim_offsets
+
+
 @functools.lru_cache(maxsize=8)
 def _load_calibration(path: Path) -> Calibration:
     return Calibration.from_json(path)
@@ -340,9 +374,7 @@ def load_calibration(path: str | Path | None = None) -> Calibration:
 
 
 def _as_day(value: date | datetime | str, name: str) -> np.datetime64:
-    stamp = pd.Timestamp(value)
-    if stamp.tzinfo is not None:
-        stamp = stamp.tz_convert("UTC").tz_localize(None)
+    stamp = as_utc_timestamp(value).tz_localize(None)
     if stamp != stamp.normalize():
         raise ValueError(f"{name}={value!r} must be a date (midnight UTC), not a time of day")
     return np.datetime64(stamp.date(), "D")
@@ -388,6 +420,85 @@ def _auction_ids(seed: int, n: int) -> np.ndarray:
     return _rows_to_text(chars)
 
 
+def _days(
+    n: int, seed: int, start: date | datetime | str, end: date | datetime | str
+) -> tuple[np.datetime64, np.datetime64]:
+    """The first and the last (excluded) listing day, once the arguments are checked."""
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
+    first, last = _as_day(start, "start"), _as_day(end, "end")
+    if last <= first:
+        raise ValueError(f"end ({end}) must be after start ({start})")
+    return first, last
+
+
+@dataclass(frozen=True)
+class _Cars:
+    """The cars on sale, one entry per row: indices into the calibration's models, trims
+    and bodies, then model year, age at listing, odometer and condition."""
+
+    model: np.ndarray
+    trim: np.ndarray
+    body: np.ndarray
+    year: np.ndarray
+    age: np.ndarray
+    odometer: np.ndarray
+    condition: np.ndarray
+
+
+def _draw_cars(cal: Calibration, rng: np.random.Generator, listed_year: np.ndarray) -> _Cars:
+    """Model, trim and body; then age (hence year), odometer given age, condition given both."""
+    n = len(listed_year)
+    model = cal.models.sample(rng, n)
+    trim = cal.trims.sample(rng, model)
+    body = cal.bodies.sample(rng, model)
+    raw_age = cal.age_mean[model] + cal.age_sd[model] * cal.quantile_draw(cal.age_z, rng, n)
+    age = np.clip(np.rint(raw_age), cal.age_min, cal.age_max).astype(np.int64)
+    year = np.maximum(listed_year - age, MIN_MODEL_YEAR)
+    age = listed_year - year
+
+    odo_mean, odo_sd = cal.odometer_curve(age)
+    log_odo = odo_mean + odo_sd * cal.quantile_draw(cal.odometer_z, rng, n)
+    odometer = np.clip(np.rint(np.expm1(log_odo)), 0, MAX_ODOMETER - 1)
+    condition = cal.expected_condition(age, odometer) + cal.quantile_draw(
+        cal.condition_resid, rng, n
+    )
+    condition = np.clip(np.round(condition, 1), MIN_CONDITION, MAX_CONDITION)
+    return _Cars(model, trim, body, year, age, odometer, condition)
+
+
+def _draw_prices(
+    cal: Calibration, rng: np.random.Generator, cars: _Cars
+) -> tuple[np.ndarray, np.ndarray]:
+    """MMR and sale price: the car's log-price level plus what the market knows (``u``,
+    shared by both) and, for the sale, the luck of the auction."""
+    n = len(cars.model)
+    mu = (
+        cal.level[cars.model]
+        + cal.trims.extra[cars.trim]
+        + cal.depreciation(cars.age, cars.odometer, cars.condition)
+    )
+    u = cal.quantile_draw(cal.price_u, rng, n)
+    e_sale = cal.quantile_draw(cal.price_e, rng, n)
+    mmr = cal.round_price(np.exp(mu + cal.price.mmr_bias + u), "mmr")
+    price = cal.round_price(np.exp(mu + cal.price.mmr_beta * u + e_sale), "sellingprice")
+    return mmr, price
+
+
+def _draw_details(cal: Calibration, rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+    """Transmission, state, colour, interior and seller, each drawn on its own."""
+    tables = {
+        "transmission": cal.transmission,
+        "state": cal.state,
+        "color": cal.color,
+        "interior": cal.interior,
+        "seller": cal.seller,
+    }
+    return {column: table.values[table.sample(rng, n)] for column, table in tables.items()}
+
+
 def generate_auctions(
     n: int,
     *,
@@ -410,60 +521,30 @@ def generate_auctions(
     >>> shocked[early].equals(base[early])
     True
     """
-    if n < 0:
-        raise ValueError(f"n must be >= 0, got {n}")
-    if seed < 0:
-        raise ValueError(f"seed must be >= 0, got {seed}")
-    first, last = _as_day(start, "start"), _as_day(end, "end")
-    if last <= first:
-        raise ValueError(f"end ({end}) must be after start ({start})")
+    first, last = _days(n, seed, start, end)
     cal = calibration or load_calibration()
     rng = np.random.default_rng(seed)
-
+    # The draws come in a fixed order (times, cars, prices, details, VINs): changing it
+    # changes every generated frame.
     listed_at = _listing_times(rng, n, first, last, cal.weekday_weights)
-    listed_year = listed_at.astype("datetime64[Y]").astype(np.int64) + 1970
-
-    model = cal.models.sample(rng, n)
-    trim = cal.trims.sample(rng, model)
-    body = cal.bodies.sample(rng, model)
-    raw_age = cal.age_mean[model] + cal.age_sd[model] * cal.quantile_draw(cal.age_z, rng, n)
-    age = np.clip(np.rint(raw_age), cal.age_min, cal.age_max).astype(np.int64)
-    year = np.maximum(listed_year - age, MIN_MODEL_YEAR)
-    age = listed_year - year
-
-    odo_mean, odo_sd = cal.odometer_curve(age)
-    log_odo = odo_mean + odo_sd * cal.quantile_draw(cal.odometer_z, rng, n)
-    odometer = np.clip(np.rint(np.expm1(log_odo)), 0, MAX_ODOMETER - 1)
-    condition = cal.expected_condition(age, odometer) + cal.quantile_draw(
-        cal.condition_resid, rng, n
-    )
-    condition = np.clip(np.round(condition, 1), MIN_CONDITION, MAX_CONDITION)
-
-    mu = cal.level[model] + cal.trims.extra[trim] + cal.depreciation(age, odometer, condition)
-    u = cal.quantile_draw(cal.price_u, rng, n)
-    e_sale = cal.quantile_draw(cal.price_e, rng, n)
-    mmr = cal.round_price(np.exp(mu + cal.price.mmr_bias + u), "mmr")
-    price = cal.round_price(np.exp(mu + cal.price.mmr_beta * u + e_sale), "sellingprice")
-
+    cars = _draw_cars(cal, rng, listed_at.astype("datetime64[Y]").astype(np.int64) + 1970)
+    mmr, price = _draw_prices(cal, rng, cars)
+    details = _draw_details(cal, rng, n)
     frame = pd.DataFrame(
         {
             "auction_id": _auction_ids(seed, n),
             "listed_at": pd.to_datetime(listed_at.astype("datetime64[ns]"), utc=True),
-            "year": year,
-            "make": cal.make[model],
-            "model": cal.model[model],
-            "trim": cal.trims.values[trim],
-            "body": cal.bodies.values[body],
-            "transmission": cal.transmission.values[cal.transmission.sample(rng, n)],
-            "state": cal.state.values[cal.state.sample(rng, n)],
-            "condition": condition,
-            "odometer": odometer,
-            "color": cal.color.values[cal.color.sample(rng, n)],
-            "interior": cal.interior.values[cal.interior.sample(rng, n)],
-            "seller": cal.seller.values[cal.seller.sample(rng, n)],
+            "year": cars.year,
+            "make": cal.make[cars.model],
+            "model": cal.model[cars.model],
+            "trim": cal.trims.values[cars.trim],
+            "body": cal.bodies.values[cars.body],
+            "condition": cars.condition,
+            "odometer": cars.odometer,
             "mmr": mmr,
-            "vin": _fake_vins(rng, year),
+            "vin": _fake_vins(rng, cars.year),
             "sellingprice": price,
+            **details,
         },
         columns=list(RECORD_COLUMNS),
         copy=False,  # the arrays are fresh; consolidating them would copy every string column

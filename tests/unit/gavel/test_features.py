@@ -14,10 +14,11 @@ from gavel.features import (
     CATEGORICAL_FEATURES,
     MODEL_FEATURES,
     NUMERIC_FEATURES,
+    TARGET,
     derive_features,
     listings_frame,
 )
-from gavel.schemas import LISTING_FIELDS, Listing
+from gavel.schemas import LISTING_FIELDS, Listing, Sale
 
 
 def raw_frame(**columns: list[Any]) -> pd.DataFrame:
@@ -49,7 +50,7 @@ def test_text_is_stripped_and_lowered(value: str, expected: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "value", ["—", "", "  ", "-", "nan", "NaN", "None", "null", None, np.nan, pd.NA]
+    "value", ["—", "\u2013", "", "  ", "-", "nan", "NaN", "None", "null", None, np.nan, pd.NA]
 )
 def test_missing_text_becomes_nan_never_na(value: Any) -> None:
     out = derive_features(raw_frame(make=[value], trim=[value], color=[value]))
@@ -185,3 +186,8 @@ def test_serving_path_end_to_end() -> None:
     assert out.loc[0, "miles_per_year"] == 12000.0
     assert math.isnan(out.loc[1, "odometer"])
     assert out["odometer"].dtype == np.float64
+
+
+def test_the_target_is_the_sale_price() -> None:
+    assert TARGET in Sale.model_fields
+    assert TARGET not in MODEL_FEATURES

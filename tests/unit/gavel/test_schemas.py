@@ -310,4 +310,4 @@ def test_model_update_roundtrips() -> None:
 @pytest.mark.parametrize("bad", [{"action": "deleted"}, {"metrics": {"mape": "low"}}])
 def test_model_update_rejects_bad_values(bad: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
-        ModelUpdate(**{"action": "registered", "model_name": "m", "version": "1", **bad})
+        ModelUpdate(**{"action": "promoted", "model_name": "m", "version": "1", **bad})

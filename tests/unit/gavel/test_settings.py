@@ -101,7 +101,8 @@ def fresh_namespace_applies_to_topics_and_groups() -> None:
 
 def test_no_namespace_leaves_names_alone() -> None:
     settings = Settings()
-    assert [settings.topic(name) for name in topics.ALL_TOPICS] == list(topics.ALL_TOPICS)
+    names = [spec.name for spec in topics.TOPICS]
+    assert [settings.topic(name) for name in names] == names
     assert settings.group("monitor") == "gavel-monitor"
 
 

@@ -9,13 +9,12 @@ def test_one_alert_per_episode() -> None:
     gate = EpisodeGate(recovery_windows=3)
     assert [gate.breach() for _ in range(5)] == [True, False, False, False, False]
     assert gate.active
-    assert gate.episodes == 1
 
 
 def test_calm_before_any_breach_does_nothing() -> None:
     gate = EpisodeGate(recovery_windows=1)
     assert [gate.calm() for _ in range(3)] == [False, False, False]
-    assert (gate.active, gate.calm_streak, gate.episodes) == (False, 0, 0)
+    assert (gate.active, gate.calm_streak) == (False, 0)
 
 
 def test_episode_ends_after_recovery_windows_calm_windows() -> None:
@@ -27,7 +26,6 @@ def test_episode_ends_after_recovery_windows_calm_windows() -> None:
     assert (gate.active, gate.calm_streak) == (False, 0)
     assert gate.calm() is False  # already over
     assert gate.breach() is True  # a new episode alerts again
-    assert gate.episodes == 2
 
 
 def test_a_breach_resets_the_calm_streak() -> None:
@@ -40,22 +38,18 @@ def test_a_breach_resets_the_calm_streak() -> None:
     assert gate.active
     assert gate.calm()
     assert not gate.active
-    assert gate.episodes == 1
 
 
 def test_one_recovery_window() -> None:
     gate = EpisodeGate(recovery_windows=1)
     events = [gate.breach(), gate.calm(), gate.breach(), gate.breach(), gate.calm()]
     assert events == [True, True, True, False, True]
-    assert gate.episodes == 2
 
 
-def test_reset_ends_the_episode_without_counting_one() -> None:
+def test_reset_ends_the_episode() -> None:
     gate = EpisodeGate(recovery_windows=5)
     gate.breach()
     gate.calm()
     gate.reset()
     assert (gate.active, gate.calm_streak) == (False, 0)
-    assert gate.episodes == 1
     assert gate.breach() is True  # alerts again after a reset
-    assert gate.episodes == 2

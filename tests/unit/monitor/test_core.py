@@ -14,12 +14,13 @@ import orjson
 import pandas as pd
 import pytest
 
+from gavel.features import TARGET
 from gavel.metrics import price_metrics
 from gavel.schemas import DriftAlert, DriftKind, Severity
 from gavel.settings import Settings
 from monitor.checkpoint import Checkpoint, decode, encode
 from monitor.core import Monitor, labelled_frame
-from monitor.drift import MONITORED, PREDICTION, TARGET, DriftResult
+from monitor.drift import MONITORED, PREDICTION, DriftResult
 from monitor.records import Skipped, parse_sale, parse_scored
 from monitor.reference import Reference, build_reference
 from monitor.reports import ReportWriter
@@ -197,7 +198,6 @@ def test_every_event_is_accounted_for(stationary: Run) -> None:
     assert labelled + len(monitor.joined_buffer) == monitor.join.counters.joined
     assert monitor.join.counters.joined == STATIONARY_ROWS
     assert monitor.join.backlog == 0 and monitor.join.waiting_sales == 0
-    assert monitor.scored_buffer.forced == monitor.joined_buffer.forced == 0
 
 
 def test_metrics_follow_the_stream(stationary: Run) -> None:
@@ -448,15 +448,13 @@ def test_partitions_out_of_order_still_give_event_time_windows(
                 times = [row.sold_at for row in window.rows]
             assert in_order(times)
             assert (window.start, window.end) == (times[0], times[-1])
-            assert window.late == 0
         assert in_order([t for w in windows for t in (w.start, w.end)])
     for kind in ("drift", "performance"):
         ends = history(monitor, kind)["window_end"].tolist()
         assert in_order(ends)
-    # Nothing was lost to the lag, and nothing was forced out early.
+    # Nothing was lost to the lag.
     assert monitor.join.counters.joined == rows
     assert monitor.join.counters.expired_predictions == monitor.join.counters.evicted == 0
-    assert monitor.scored_buffer.forced == monitor.joined_buffer.forced == 0
     windowed = sum(len(w) for w in drift_windows) + monitor.scored_windows.open_size
     assert windowed + len(monitor.scored_buffer) == rows
     # The lagging partition holds the rest back: what is buffered is after the watermark.

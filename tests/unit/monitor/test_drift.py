@@ -9,14 +9,13 @@ import pandas as pd
 import pytest
 from evidently import Dataset
 
-from gavel.features import MONITORED_CATEGORICAL, MONITORED_NUMERIC
+from gavel.features import MONITORED_CATEGORICAL, MONITORED_NUMERIC, TARGET
 from gavel.schemas import FeatureDrift
 from gavel.settings import MonitorSettings
 from monitor import drift
 from monitor.drift import (
     MONITORED,
     PREDICTION,
-    TARGET,
     DriftDetector,
     DriftResult,
     as_dataset,

@@ -95,7 +95,6 @@ def test_buffer_releases_in_time_order_up_to_the_watermark() -> None:
     assert buffer.release(at(3)) == []
     assert buffer.release(at(10)) == [(at(4), "d"), (at(5), "e")]
     assert len(buffer) == 0
-    assert buffer.forced == 0
 
 
 def test_buffer_ties_keep_arrival_order() -> None:
@@ -122,7 +121,6 @@ def test_buffer_capacity_forces_the_oldest_out() -> None:
     assert buffer.push(at(20), "b") == []
     assert buffer.push(at(40), "d") == [(at(10), "a")]
     assert buffer.push(at(5), "early") == [(at(5), "early")]  # older than all held
-    assert buffer.forced == 2
     assert len(buffer) == 3
     assert buffer.release(at(100)) == [(at(20), "b"), (at(30), "c"), (at(40), "d")]
 
@@ -134,5 +132,4 @@ def test_buffer_never_holds_more_than_capacity(capacity: int) -> None:
     for n in range(20):
         out += [item for _, item in buffer.push(at(20 - n), n)]  # newest first
         assert len(buffer) <= capacity
-    assert buffer.forced == 20 - capacity
     assert len(out) == 20 - capacity

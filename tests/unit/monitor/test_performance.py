@@ -117,8 +117,7 @@ def test_no_breach_on_a_stationary_noisy_stream(seed: int) -> None:
     det = detector()
     errors = rng.normal(REFERENCE_BIAS, 0.2, 20_000)
     assert first_breach(det, errors) is None
-    assert det.changes == 0
-    assert det.adwin.width == 20_000
+    assert det.adwin.width == 20_000  # ADWIN dropped nothing
     assert det.estimation == pytest.approx(errors.mean(), abs=1e-9)
     assert det.estimation == pytest.approx(REFERENCE_BIAS, abs=0.01)
 
@@ -132,8 +131,7 @@ def test_a_bias_shift_breaches_within_a_thousand_sales(seed: int) -> None:
     assert found is not None
     index, breach = found
     assert index < 1_000
-    assert det.changes >= 1  # ADWIN dropped the stale part of its window
-    assert det.adwin.width < 5_000 + index
+    assert det.adwin.width < 5_000 + index  # ADWIN dropped the stale part of its window
     assert det.estimation - REFERENCE_BIAS > CHECK.bias_tolerance
     assert breach.severity in {Severity.WARNING, Severity.CRITICAL}
     assert "ADWIN" in breach.reason

@@ -22,7 +22,7 @@ def test_count_windows_close_at_max_events() -> None:
     first, second = closed[2], closed[5]
     assert first is not None and second is not None
     assert first.rows == [0, 1, 2]
-    assert (first.start, first.end, first.late) == (at(0), at(2), 0)
+    assert (first.start, first.end) == (at(0), at(2))
     assert second.rows == [3, 4, 5]
     assert (second.start, second.end) == (at(3), at(5))
     assert windows.open_size == 1
@@ -34,7 +34,7 @@ def test_count_windows_ignore_time_without_a_period() -> None:
     closed = windows.add(at(1), "early")
     assert closed is not None
     assert closed.rows == ["late-in-time", "early"]
-    assert (closed.start, closed.end, closed.late) == (at(1), at(500), 0)
+    assert (closed.start, closed.end) == (at(1), at(500))
 
 
 @pytest.mark.parametrize("max_events", [0, -1])
@@ -90,7 +90,7 @@ def test_period_change_on_an_empty_window_closes_nothing() -> None:
     assert second is not None and second.rows == [2]
 
 
-def test_late_rows_join_the_open_window_and_are_counted() -> None:
+def test_late_rows_join_the_open_window() -> None:
     windows: TumblingWindows[str] = TumblingWindows(max_events=100, period=timedelta(days=1))
     windows.add(at(1), "a")
     windows.add(at(25), "b")  # day 2 opens
@@ -100,7 +100,6 @@ def test_late_rows_join_the_open_window_and_are_counted() -> None:
     closed = windows.add(at(49), "d")
     assert closed is not None
     assert closed.rows == ["b", "late-1", "late-2", "c"]
-    assert closed.late == 2
     assert (closed.start, closed.end) == (at(2), at(26))  # bounds cover the late rows
 
 

@@ -20,7 +20,6 @@ from producers.sources.calibrate import (
     clean_auctions,
     dumps_calibration,
     main,
-    parse_saledate,
 )
 from producers.sources.frame import check_auction_frame
 from producers.sources.synthetic import Calibration, generate_auctions
@@ -117,14 +116,6 @@ def _category_counts(calibration: dict[str, Any]) -> Iterator[tuple[str, int]]:
                 yield f"{make}.{model}.trim.{trim}", count
 
 
-def test_parse_saledate_reads_both_published_formats() -> None:
-    text = pd.Series(["Thu Jan 15 2015 04:30:00 GMT-0800 (PST)", "2015-04-30 04:00:00", ""])
-    parsed = parse_saledate(text)
-    assert parsed[0] == pd.Timestamp("2015-01-15 12:30", tz="UTC")
-    assert parsed[1] == pd.Timestamp("2015-04-30 04:00", tz="UTC")
-    assert pd.isna(parsed[2])
-
-
 def test_clean_auctions_repairs_and_drops() -> None:
     raw = pd.DataFrame([row + [""] * (16 - len(row)) for row in _tiny_rows(6)], columns=HEADER)
     clean = clean_auctions(raw.astype(str))
@@ -134,6 +125,25 @@ def test_clean_auctions_repairs_and_drops() -> None:
     assert clean["color"].isna().sum() == 2  # "—" means unknown
     placeholders = raw.iloc[:6].assign(odometer=["1", "1.0", "", "999999", "5000", "12"])
     assert clean_auctions(placeholders)["odometer"].isna().tolist() == [True] * 4 + [False] * 2
+
+
+def test_clean_auctions_keeps_rows_the_loader_rejects_only_for_what_it_tolerates() -> None:
+    raw = pd.DataFrame(list(_tiny_rows(4))[:4], columns=HEADER)
+    messy = raw.assign(
+        make=["", "Ford", "Ford", "Ford"],  # the loader: missing_make_model
+        condition=["3.5", "abc", "3.5", "3.5"],  # bad_condition
+        state=["ca", "ca", "", "ca"],  # the loader keeps it; the calibration does not
+        year=["2012", "2012", "2012", "2030"],  # bad_year, for both
+    )
+    clean = clean_auctions(messy)
+    assert len(clean) == 2
+    assert clean["make"].isna().tolist() == [True, False]
+    assert clean["condition"].isna().tolist() == [False, True]
+
+
+def test_clean_auctions_has_no_price_ceiling() -> None:
+    raw = pd.DataFrame(list(_tiny_rows(1))[:1], columns=HEADER)
+    assert clean_auctions(raw.assign(sellingprice="900000"))["sellingprice"].tolist() == [900000]
 
 
 def test_build_calibration_on_a_tiny_csv(tiny: dict[str, Any]) -> None:

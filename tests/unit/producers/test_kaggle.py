@@ -12,19 +12,20 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from rich.console import Console
-from rich.table import Table
 
+from gavel.features import TARGET
 from gavel.schemas import Listing
 from producers.sources import kaggle
-from producers.sources.frame import RECORD_COLUMNS, TARGET, check_auction_frame
+from producers.sources.frame import RECORD_COLUMNS, check_auction_frame
 from producers.sources.kaggle import (
     KAGGLE_COLUMNS,
     REJECTION_REASONS,
     KaggleFormatError,
     KaggleLoad,
+    clean_kaggle_frame,
     load_kaggle_csv,
     normalise_kaggle_frame,
+    parse_saledate,
 )
 
 SAMPLE = (
@@ -294,6 +295,52 @@ def test_unparseable_saledate_is_rejected(raw: str) -> None:
     rejected_as("bad_saledate", saledate=raw)
 
 
+def test_parse_saledate_reads_both_published_formats() -> None:
+    text = pd.Series(
+        [" Thu Jan 15 2015 04:30:00 GMT-0800 (PST)", "2015-04-30 04:00:00", "", None, "2016"]
+    )
+    parsed = parse_saledate(text)
+    assert str(parsed.dtype) == "datetime64[ns, UTC]"
+    assert parsed[0] == pd.Timestamp("2015-01-15 12:30", tz="UTC")
+    assert parsed[1] == pd.Timestamp("2015-04-30 04:00", tz="UTC")
+    assert parsed[2:].isna().all()  # a bare year is no sale date
+
+
+# --- every row, cleaned -------------------------------------------------------------------
+
+
+def test_clean_kaggle_frame_checks_every_row_against_every_reason() -> None:
+    rows = clean_kaggle_frame(
+        frame_of(row(), row(make="", sellingprice="12"), row(transmission="Coupe", state="x"))
+    )
+    assert list(rows.failed) == [r for r in REJECTION_REASONS if r != "invalid_listing"]
+    assert rows.failed["missing_make_model"].tolist() == [False, True, False]
+    assert rows.failed["absurd_price"].tolist() == [False, True, False]  # not only the first
+    assert rows.failed["shifted_columns"].tolist() == [False, False, True]
+    assert rows.first_reasons().tolist() == [pd.NA, "missing_make_model", "shifted_columns"]
+    assert rows.passing().tolist() == [True, False, False]
+    assert rows.passing({"missing_make_model", "absurd_price"}).tolist() == [True, True, False]
+    assert rows.values.loc[1, "make"] == "" and rows.values.loc[0, "state"] == "oh"
+    assert set(rows.values.columns) == set(RECORD_COLUMNS) - {"auction_id"}
+
+
+def test_clean_kaggle_frame_gives_the_values_the_load_keeps() -> None:
+    raw = frame_of(*numbered(5, color="—", condition="35"), row(make=""))
+    rows = clean_kaggle_frame(raw)
+    frame = normalise_kaggle_frame(raw).frame
+    kept = rows.values[rows.passing()]
+    assert kept["condition"].tolist() == frame["condition"].tolist() == [3.5] * 5
+    assert (kept["color"] == "").all() and frame["color"].isna().all()
+    assert rows.repairs["unknown_color"].sum() == 5
+
+
+def test_clean_kaggle_frame_checks_its_arguments() -> None:
+    with pytest.raises(ValueError, match="condition_scale"):
+        clean_kaggle_frame(frame_of(row()), condition_scale="10")  # type: ignore[arg-type]
+    with pytest.raises(KaggleFormatError):
+        clean_kaggle_frame(pd.DataFrame({"year": ["2012"]}))
+
+
 # --- messy values ---------------------------------------------------------------------------
 
 
@@ -302,13 +349,21 @@ def test_missing_make_or_model_is_rejected(make: str, model: str) -> None:
     rejected_as("missing_make_model", make=make, model=model)
 
 
-@pytest.mark.parametrize("mark", ["—", "-", " — "])
+@pytest.mark.parametrize("mark", ["—", "\u2013", "-", " — ", "None", "null", "NaN"])
 def test_dash_colour_and_interior_are_unknown(mark: str) -> None:
     result = load(row(color=mark, interior=mark))
     out = only(result)
     assert out["color"] is None and out["interior"] is None
     assert result.repaired["unknown_color"] == 1
     assert result.repaired["unknown_interior"] == 1
+
+
+@pytest.mark.parametrize("column", ["trim", "body", "seller"])
+@pytest.mark.parametrize("mark", ["—", "\u2013", "None", "NULL"])
+def test_missing_text_in_other_columns_is_unknown(column: str, mark: str) -> None:
+    result = load(row(**{column: mark}))
+    assert only(result)[column] is None
+    assert result.repaired == Counter({f"unknown_{column}": 1})
 
 
 def test_colours_are_lower_case() -> None:
@@ -496,17 +551,6 @@ def test_counts_per_reason_and_repair() -> None:
 def test_repairs_are_counted_on_kept_rows_only() -> None:
     result = load(row(color="—", sellingprice="1"), row(vin="TESTVIN2", color="—"))
     assert result.repaired == Counter({"unknown_color": 1})
-
-
-def test_summary_table_lists_every_count() -> None:
-    result = load(row(), row(vin="TESTVIN2", make=""), row(vin="TESTVIN3", color="—"))
-    table = result.summary_table()
-    assert isinstance(table, Table)
-    console = Console(width=120, record=True)
-    console.print(table)
-    text = console.export_text()
-    for word in ("kept", "missing_make_model", "unknown_color", "total"):
-        assert word in text
 
 
 # --- auction ids ----------------------------------------------------------------------------

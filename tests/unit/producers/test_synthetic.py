@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -12,6 +14,7 @@ from gavel.schemas import Listing
 from producers.sources.frame import RECORD_COLUMNS, check_auction_frame
 from producers.sources.synthetic import (
     AUCTION_HOURS_UTC,
+    CALIBRATION_PATH,
     Calibration,
     generate_auctions,
     load_calibration,
@@ -80,6 +83,36 @@ def test_custom_date_range_is_respected() -> None:
 def test_bad_arguments_are_rejected(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         generate_auctions(**kwargs)  # type: ignore[arg-type]
+
+
+def committed() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(CALIBRATION_PATH.read_text(encoding="utf-8"))
+    return data
+
+
+def test_a_calibration_without_models_is_refused() -> None:
+    with pytest.raises(ValueError, match="has no models"):
+        Calibration.from_dict({**committed(), "makes": {}})
+
+
+def test_an_odometer_curve_with_gaps_is_refused() -> None:
+    data = committed()
+    del data["odometer"]["by_age"]["3"]
+    with pytest.raises(ValueError, match="without gaps"):
+        Calibration.from_dict(data)
+
+
+def test_a_model_without_bodies_or_trims_borrows_its_makes_bodies() -> None:
+    data = committed()
+    make, entry = next(iter(data["makes"].items()))
+    name, model = next(iter(entry["models"].items()))
+    model["bodies"], model["trims"] = {}, {}
+    calibration = Calibration.from_dict(data)
+    frame = generate_auctions(3_000, seed=4, calibration=calibration)
+    cars = frame[(frame["make"] == make) & (frame["model"] == name)]
+    assert len(cars) and cars["trim"].isna().all()
+    make_bodies = {b for m in entry["models"].values() for b in m["bodies"]}
+    assert set(cars["body"]) <= make_bodies
 
 
 def test_empty_frame_follows_the_contract() -> None:

@@ -10,8 +10,9 @@ import orjson
 import pandas as pd
 import pytest
 
+from gavel.features import TARGET
 from gavel.schemas import Listing, Sale
-from producers.sources.frame import RECORD_COLUMNS, TARGET
+from producers.sources.frame import RECORD_COLUMNS
 from producers.timeline import (
     LISTING,
     SALE,

@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from gavel.features import TARGET
 from gavel.schemas import LISTING_FIELDS, Listing, Sale, ScoredPrice
 from gavel.settings import TrainerSettings
-from producers.sources.frame import TARGET
 from trainer.labelled import SOLD_AT, labelled_frame, new_labels, retraining_split
 from trainer.split import SplitError
 

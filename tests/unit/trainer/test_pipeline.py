@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gavel.features import listings_frame
+from gavel.features import TARGET, listings_frame
 from gavel.metrics import mape
 from gavel.schemas import LISTING_FIELDS, Listing
-from producers.sources.frame import RECORD_COLUMNS, TARGET
+from producers.sources.frame import RECORD_COLUMNS
 from trainer.pipeline import XGB_DEFAULTS, FittedModel, fit_baseline, fit_xgboost
 from trainer.split import TimeSplit, auto_cutoff, time_split
 from trainer.training import evaluate, features_and_target, mmr_metrics, reference_sample

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from gavel.times import as_utc_timestamp
-from trainer.split import SplitError, auto_cutoff, time_split
+from trainer.split import SplitError, auto_cutoff, short_part, split_off_validation, time_split
 
 
 def daily(start: str = "2015-01-01", days: int = 60, per_day: int = 1) -> pd.DataFrame:
@@ -158,3 +158,18 @@ def test_auto_cutoff_leaves_roughly_the_share_for_testing(share: float) -> None:
     assert cut.day == 1
     tested = (frame["listed_at"] >= cut).mean()
     assert share <= tested < share + 31 / 730
+
+
+@pytest.mark.parametrize(("rows", "share", "expected"), [(0, 0.15, 0), (1, 0.15, 1), (10, 0.15, 2)])
+def test_split_off_validation_keeps_the_latest_rows(rows: int, share: float, expected: int) -> None:
+    frame = pd.DataFrame({"n": range(rows)})
+    train, validation = split_off_validation(frame, share)
+    assert len(validation) == expected
+    assert train["n"].tolist() + validation["n"].tolist() == list(range(rows))
+
+
+def test_short_part_names_the_first_part_that_is_too_small() -> None:
+    big, small = pd.DataFrame({"n": range(5)}), pd.DataFrame({"n": range(2)})
+    assert short_part({"a": big, "b": big}, 5) is None
+    assert short_part({"a": big, "b": small, "c": small.iloc[:0]}, 5) == ("b", 2)
+    assert short_part({}, 5) is None
