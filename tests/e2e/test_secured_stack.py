@@ -33,7 +33,8 @@ from gavel.topics import PRICES_SCORED
 from producers.replay import ReplayOptions, replay
 from producers.sources.synthetic import generate_auctions
 from tests.e2e.conftest import worker_health_url
-from tests.helpers import consume, free_port, http_ok, scrape, service, wait_for
+from tests.e2e.test_monitor import read_records
+from tests.helpers import consume, free_port, http_ok, service, wait_for
 from tests.integration.trainer_fixtures import (
     feed_window,
     send_alert,
@@ -121,18 +122,6 @@ def secured(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         manager.down(server, manager.CORE, console=Console(stderr=True, quiet=True))
 
 
-def monitor_read(url: str) -> float:
-    try:
-        samples = scrape(url)
-    except Exception:
-        return -1
-    return sum(
-        value
-        for (name, _), value in samples.items()
-        if name in {"gavel_monitor_events_processed_total", "gavel_monitor_skipped_total"}
-    )
-
-
 def test_replay_worker_monitor_and_trainer_work_over_sasl_ssl_with_credentials(
     secured: SecuredStack,
 ) -> None:
@@ -144,7 +133,7 @@ def test_replay_worker_monitor_and_trainer_work_over_sasl_ssl_with_credentials(
     health = worker_health_url(settings)
     metrics = f"http://{settings.host}:{settings.monitor_metrics_port}/metrics"
     workdir = secured.workdir
-    monitor_up = lambda: monitor_read(metrics) >= 0  # noqa: E731
+    monitor_up = lambda: read_records(metrics) >= 0  # noqa: E731
     with (
         service("worker", ["worker"], settings, workdir, ready=http_ok(health)),
         service("monitor", ["monitor"], settings, workdir, ready=monitor_up),
@@ -159,10 +148,10 @@ def test_replay_worker_monitor_and_trainer_work_over_sasl_ssl_with_credentials(
         assert {r.key for r in scored} == set(frame["auction_id"])
         assert {r.json()["model_version"] for r in scored} == {champion.version}
         wait_for(
-            lambda: monitor_read(metrics) >= LISTINGS + stats.sales,
+            lambda: read_records(metrics) >= LISTINGS + stats.sales,
             60,
             "the monitor reading the scored listings and their sales over SASL_SSL",
-            progress=lambda: monitor_read(metrics),
+            progress=lambda: read_records(metrics),
         )
     print(
         f"over SASL_SSL: replay {stats.sent:,} events in {replayed_s:.1f}s "
