@@ -31,16 +31,7 @@ from rich.console import Console
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gavel.kafka import (  # noqa: E402
-    consumer_config,
-    delete_topics_with_prefix,
-    ensure_topics,
-    produce_waiting,
-    producer_config,
-)
 from gavel.settings import Settings  # noqa: E402
-from gavel.stack import manager  # noqa: E402
-from gavel.stack.process import ManagedProcess, wait_until  # noqa: E402
 from gavel.topics import AUCTIONS_SOLD, PRICES_SCORED  # noqa: E402
 from monitor.core import Monitor  # noqa: E402
 from monitor.records import Skipped, parse_sale, parse_scored  # noqa: E402
@@ -48,6 +39,15 @@ from monitor.reference import build_reference  # noqa: E402
 from producers.sources.scenarios import parse_scenario  # noqa: E402
 from producers.sources.synthetic import generate_auctions  # noqa: E402
 from producers.timeline import LISTING, build_timeline, listing_payloads  # noqa: E402
+from shell.kafka import (  # noqa: E402
+    consumer_config,
+    delete_topics_with_prefix,
+    ensure_topics,
+    produce_waiting,
+    producer_config,
+)
+from shell.stack import manager  # noqa: E402
+from shell.stack.process import ManagedProcess, wait_until  # noqa: E402
 from stream_app.batch import IncomingEvent, score_batch  # noqa: E402
 from stream_app.model import LoadedModel  # noqa: E402
 from trainer.split import time_split  # noqa: E402
@@ -175,7 +175,7 @@ def peak_rss_mb(pid: int) -> float:
 def monitor_process(settings: Settings, total: int) -> dict:
     process = ManagedProcess("bench-monitor", settings.stack_dir / "bench")
     env = {**os.environ, **settings.to_env()}
-    process.start([sys.executable, "-m", "gavel.cli", "monitor"], env=env)
+    process.start([sys.executable, "-m", "shell.cli", "monitor"], env=env)
     url = f"http://{settings.host}:{settings.monitor_metrics_port}/metrics"
     try:
         wait_until(lambda: processed(url) > 0, 120, 0.05)
@@ -230,7 +230,7 @@ def main() -> None:
     tag = uuid.uuid4().hex[:6]
     settings = base.replace(namespace=f"bench-mon-{tag}.", model_name=f"gavel-bench-mon-{tag}")
     ensure_topics(settings)
-    from gavel import registry
+    from shell import registry
     from trainer.training import train_and_register
 
     train_and_register(split, settings, source="bench")  # the monitor's reference

@@ -31,14 +31,14 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_stream import worker_throughput  # noqa: E402
 
-from gavel.kafka import ensure_topics  # noqa: E402
 from gavel.settings import Settings  # noqa: E402
-from gavel.stack import manager  # noqa: E402
-from gavel.stack.components import Kafka  # noqa: E402
-from gavel.stack.process import port_in_use  # noqa: E402
-from gavel.stack.tls import make_broker_keystore  # noqa: E402
 from producers.replay import ReplayOptions, replay  # noqa: E402
 from producers.sources.synthetic import generate_auctions  # noqa: E402
+from shell.kafka import ensure_topics  # noqa: E402
+from shell.stack import manager  # noqa: E402
+from shell.stack.components import Kafka  # noqa: E402
+from shell.stack.process import port_in_use  # noqa: E402
+from shell.stack.tls import make_broker_keystore  # noqa: E402
 from trainer.split import time_split  # noqa: E402
 from trainer.training import train_and_register  # noqa: E402
 

@@ -29,19 +29,19 @@ from rich.console import Console
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gavel import registry  # noqa: E402
-from gavel.kafka import (  # noqa: E402
+from gavel.settings import Settings  # noqa: E402
+from gavel.topics import AUCTIONS_DEADLETTER, AUCTIONS_LISTED, PRICES_SCORED  # noqa: E402
+from producers.replay import ReplayOptions, replay  # noqa: E402
+from producers.sources.synthetic import generate_auctions  # noqa: E402
+from shell import registry  # noqa: E402
+from shell.kafka import (  # noqa: E402
     consumer_config,
     delete_topics_with_prefix,
     ensure_topics,
     producer_config,
 )
-from gavel.settings import Settings  # noqa: E402
-from gavel.stack import manager  # noqa: E402
-from gavel.stack.process import ManagedProcess, wait_until  # noqa: E402
-from gavel.topics import AUCTIONS_DEADLETTER, AUCTIONS_LISTED, PRICES_SCORED  # noqa: E402
-from producers.replay import ReplayOptions, replay  # noqa: E402
-from producers.sources.synthetic import generate_auctions  # noqa: E402
+from shell.stack import manager  # noqa: E402
+from shell.stack.process import ManagedProcess, wait_until  # noqa: E402
 from stream_app.batch import IncomingEvent, score_batch  # noqa: E402
 from stream_app.model import RegistryModelSource  # noqa: E402
 from trainer.split import time_split  # noqa: E402
@@ -90,7 +90,7 @@ def output_timestamps(settings: Settings, topics: tuple[str, ...]) -> list[dict]
 def start_worker(settings: Settings, workdir: Path) -> ManagedProcess:
     process = ManagedProcess("bench-worker", workdir)
     env = {**os.environ, **settings.to_env()}
-    process.start([sys.executable, "-m", "gavel.cli", "worker", "--loglevel", "warning"], env=env)
+    process.start([sys.executable, "-m", "shell.cli", "worker", "--loglevel", "warning"], env=env)
     return process
 
 

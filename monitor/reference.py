@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 import pandas as pd
 from evidently import Dataset
 
-from gavel import registry
 from gavel.features import TARGET
 from gavel.metrics import bias, mape
 from gavel.settings import Settings
 from monitor.drift import PREDICTION, as_dataset, monitored_frame
+from shell import registry
 
 log = logging.getLogger(__name__)
 

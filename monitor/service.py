@@ -34,19 +34,19 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from prometheus_client import start_http_server
 from tenacity import RetryCallState, RetryError, Retrying, stop_when_event_set, wait_exponential
 
-from gavel import redis_client
-from gavel.kafka import admin_client, consumer_config, produce_waiting, producer_config
 from gavel.schemas import DriftAlert
 from gavel.settings import Settings
-from gavel.shutdown import stop_on_signals
 from gavel.topics import AUCTIONS_SOLD, DRIFT_ALERTS, PRICES_SCORED
-from gavel.updates import UpdateFollower
 from monitor.checkpoint import Checkpoint, CheckpointStore, Positions, checkpoint_key, encode
 from monitor.core import Monitor
 from monitor.metrics import MonitorMetrics
 from monitor.records import Skipped, SkipReason, parse_sale, parse_scored
 from monitor.reference import Reference, ReferenceCache
 from monitor.reports import ReportWriter
+from shell import redis_client
+from shell.kafka import admin_client, consumer_config, produce_waiting, producer_config
+from shell.shutdown import stop_on_signals
+from shell.updates import UpdateFollower
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,6 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from gavel.kafka import produce_waiting, producer_config
 from gavel.settings import Settings
 from gavel.topics import AUCTIONS_LISTED, AUCTIONS_SOLD
 from producers.corruption import corrupt, pick_corruptions
@@ -44,6 +43,7 @@ from producers.timeline import (
     listing_payloads,
     sale_payloads,
 )
+from shell.kafka import produce_waiting, producer_config
 
 log = logging.getLogger(__name__)
 

@@ -35,11 +35,11 @@ from faust.types import EventT
 from faust.web import Request, Response, View
 from prometheus_client import generate_latest
 
-from gavel.kafka import producer_config
 from gavel.schemas import DeadLetterReason
 from gavel.settings import Settings
 from gavel.topics import AUCTIONS_DEADLETTER, AUCTIONS_LISTED, PRICES_SCORED
-from gavel.updates import UpdateFollower
+from shell.kafka import producer_config
+from shell.updates import UpdateFollower
 from stream_app import faust_tuning
 from stream_app.batch import SCORED, BatchResult, IncomingEvent, Limits, score_batch
 from stream_app.health import HealthFacts, assess, stalled_for
@@ -289,7 +289,6 @@ def instance_id(settings: Settings) -> str | None:
     """The static group member id, with ``{hostname}`` filled in.
 
         >>> import socket
-    import ssl
         >>> instance_id(Settings(worker_instance_id="w-{hostname}")) == f"w-{socket.gethostname()}"
         True
     """

@@ -23,10 +23,10 @@ from typing import Any, Protocol
 import numpy as np
 from sklearn.pipeline import Pipeline
 
-from gavel import registry
 from gavel.features import listings_frame
 from gavel.schemas import Listing
 from gavel.settings import Settings
+from shell import registry
 from stream_app.model_cache import ModelCache
 
 log = logging.getLogger(__name__)

@@ -35,8 +35,8 @@ from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, KafkaException
 
-from gavel.kafka import produce_waiting
 from gavel.schemas import DeadLetterReason
+from shell.kafka import produce_waiting
 from stream_app.batch import Output, dead_letter
 from stream_app.validation import Invalid
 

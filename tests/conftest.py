@@ -31,7 +31,7 @@ def sample_csv() -> Path:
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Settings]:
     """The local stack: reused when already healthy, otherwise started and stopped after."""
-    from gavel.stack import manager
+    from shell.stack import manager
 
     settings = Settings()
     running = {row.name for row in manager.status(settings, manager.CORE) if row.healthy}
@@ -56,7 +56,7 @@ def fresh_namespace() -> str:
 
 def delete_test_topics(settings: Settings) -> None:
     """Tests make a namespace each; drop their topics so the broker stays small."""
-    from gavel.kafka import delete_topics_with_prefix
+    from shell.kafka import delete_topics_with_prefix
 
     delete_topics_with_prefix(settings, SESSION_PREFIX)
 
@@ -64,7 +64,7 @@ def delete_test_topics(settings: Settings) -> None:
 @pytest.fixture
 def isolated(stack: Settings, tmp_path: Path) -> Settings:
     """Settings with a fresh namespace (topics, groups, Redis keys) and model name."""
-    from gavel.kafka import ensure_topics
+    from shell.kafka import ensure_topics
 
     tag = uuid.uuid4().hex[:8]
     settings = stack.replace(

@@ -16,9 +16,9 @@ import httpx
 import orjson
 from confluent_kafka import Consumer, TopicPartition
 
-from gavel.kafka import consumer_config
 from gavel.settings import Settings
-from gavel.stack.process import ManagedProcess, wait_until
+from shell.kafka import consumer_config
+from shell.stack.process import ManagedProcess, wait_until
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ def service(
     """Run ``gavel <args>`` as a child process with ``settings``; stop it afterwards."""
     process = ManagedProcess(name, workdir)
     env = {**os.environ, **settings.to_env(), "PYTHONUNBUFFERED": "1"}
-    process.start([sys.executable, "-m", "gavel.cli", *args], env=env)
+    process.start([sys.executable, "-m", "shell.cli", *args], env=env)
     try:
         if ready is not None:
             deadline = time.monotonic() + timeout_s

@@ -24,7 +24,7 @@ from mlflow.exceptions import MlflowException
 from tenacity import RetryCallState, wait_exponential_jitter
 from tenacity.wait import wait_base
 
-from gavel.registry import RegistryUnavailable
+from shell.registry import RegistryUnavailable
 from trainer.lease import LeaseLost
 from trainer.window import IncompleteRead
 

@@ -31,12 +31,12 @@ from confluent_kafka import Consumer, KafkaException, Message, Producer
 from sklearn.pipeline import Pipeline
 from tenacity import RetryCallState, Retrying, retry_if_exception
 
-from gavel import redis_client, registry
-from gavel.kafka import consumer_config, producer_config
 from gavel.schemas import DriftAlert, ModelAction, ModelUpdate, utc_now
 from gavel.settings import Settings
-from gavel.shutdown import stop_on_signals
 from gavel.topics import DRIFT_ALERTS, MODELS_UPDATES
+from shell import redis_client, registry
+from shell.kafka import consumer_config, producer_config
+from shell.shutdown import stop_on_signals
 from trainer.dependencies import Waits, backoff, dependency_of, failed_dependency
 from trainer.labelled import new_labels, retraining_split
 from trainer.lease import Lease, LeaseUnavailable, lease

@@ -16,11 +16,11 @@ from rich.progress import Progress, TaskID
 from sklearn.pipeline import Pipeline
 from xgboost.callback import TrainingCallback
 
-from gavel import registry
 from gavel.features import TARGET
 from gavel.metrics import prefixed, price_metrics
 from gavel.schemas import LISTING_FIELDS
 from gavel.settings import Settings
+from shell import registry
 from trainer.pipeline import (
     XGB_DEFAULTS,
     FittedModel,

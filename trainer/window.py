@@ -22,10 +22,10 @@ from typing import Any
 import pandas as pd
 from confluent_kafka import Consumer, TopicPartition
 
-from gavel.kafka import consumer_config
 from gavel.schemas import Sale, ScoredPrice
 from gavel.settings import Settings
 from gavel.topics import AUCTIONS_SOLD, PRICES_SCORED
+from shell.kafka import consumer_config
 from trainer.labelled import labelled_frame
 from trainer.records import Skipped, Tally, parse_sale, parse_scored
 

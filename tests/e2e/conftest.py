@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from gavel.settings import Settings
-from gavel.stack.process import ManagedProcess
 from producers.sources.synthetic import generate_auctions
+from shell.stack.process import ManagedProcess
 from tests.helpers import free_port, http_ok, service
 from trainer.split import time_split
 from trainer.training import TrainingResult, train_and_register

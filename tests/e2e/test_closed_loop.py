@@ -17,8 +17,6 @@ import pandas as pd
 import pytest
 from confluent_kafka import Producer
 
-from gavel import registry
-from gavel.kafka import ensure_topics, producer_config
 from gavel.metrics import mape
 from gavel.schemas import DriftAlert, DriftKind, Severity
 from gavel.settings import Settings
@@ -27,6 +25,8 @@ from producers.replay import ReplayOptions, replay
 from producers.sources.scenarios import parse_scenario
 from producers.sources.synthetic import generate_auctions
 from producers.timeline import select
+from shell import registry
+from shell.kafka import ensure_topics, producer_config
 from tests.conftest import fresh_namespace
 from tests.e2e.conftest import SMALL_XGB, worker_health_url
 from tests.helpers import consume, end_offsets, free_port, http_ok, service, wait_for

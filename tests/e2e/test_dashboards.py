@@ -12,13 +12,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gavel.kafka import ensure_topics
 from gavel.settings import Settings
-from gavel.stack.components import Prometheus
 from producers.replay import ReplayOptions, replay
 from producers.sources.scenarios import parse_scenario
 from producers.sources.synthetic import generate_auctions
 from producers.timeline import select
+from shell.kafka import ensure_topics
+from shell.stack.components import Prometheus
 from tests.conftest import fresh_namespace
 from tests.e2e.conftest import SMALL_XGB, worker_health_url
 from tests.helpers import free_port, http_ok, service, wait_for

@@ -20,16 +20,16 @@ import pandas as pd
 import pytest
 from confluent_kafka import Producer
 
-from gavel import registry
-from gavel.kafka import delete_topics_with_prefix, ensure_topics, producer_config
 from gavel.schemas import Listing, ScoredPrice
 from gavel.settings import Settings
-from gavel.stack.process import ManagedProcess
 from gavel.topics import AUCTIONS_SOLD, DRIFT_ALERTS, PRICES_SCORED
 from producers.replay import ReplayOptions, replay
 from producers.sources.scenarios import parse_scenario
 from producers.sources.synthetic import generate_auctions
 from producers.timeline import LISTING, build_timeline, listing_payloads, sale_payloads, select
+from shell import registry
+from shell.kafka import delete_topics_with_prefix, ensure_topics, producer_config
+from shell.stack.process import ManagedProcess
 from stream_app.batch import IncomingEvent, score_batch
 from stream_app.model import LoadedModel
 from tests.conftest import fresh_namespace

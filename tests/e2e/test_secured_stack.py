@@ -23,15 +23,15 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 from rich.console import Console
 
-from gavel import redis_client
-from gavel.kafka import client_config, ensure_topics
 from gavel.settings import Settings
-from gavel.stack import manager
-from gavel.stack.components import Kafka
-from gavel.stack.tls import make_broker_keystore
 from gavel.topics import PRICES_SCORED
 from producers.replay import ReplayOptions, replay
 from producers.sources.synthetic import generate_auctions
+from shell import redis_client
+from shell.kafka import client_config, ensure_topics
+from shell.stack import manager
+from shell.stack.components import Kafka
+from shell.stack.tls import make_broker_keystore
 from tests.e2e.conftest import worker_health_url
 from tests.e2e.test_monitor import read_records
 from tests.helpers import consume, free_port, http_ok, service, wait_for
@@ -204,7 +204,7 @@ def test_redis_and_mlflow_refuse_clients_without_credentials_and_say_so(
     }
     env |= {**anonymous.to_env(), "COLUMNS": "200"}
     status = subprocess.run(
-        [sys.executable, "-m", "gavel.cli", "trainer", "status"],
+        [sys.executable, "-m", "shell.cli", "trainer", "status"],
         env=env,
         capture_output=True,
         text=True,
@@ -223,7 +223,7 @@ def test_redis_and_mlflow_refuse_clients_without_credentials_and_say_so(
 def test_no_secret_appears_in_any_log_or_in_stack_status(secured: SecuredStack) -> None:
     env = {key: value for key, value in os.environ.items() if not key.startswith("GAVEL_")}
     status = subprocess.run(
-        [sys.executable, "-m", "gavel.cli", "stack", "status"],
+        [sys.executable, "-m", "shell.cli", "stack", "status"],
         env={**env, **secured.client.to_env(), "COLUMNS": "200"},
         capture_output=True,
         text=True,

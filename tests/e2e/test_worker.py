@@ -10,13 +10,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gavel import registry
 from gavel.schemas import ModelAction, ModelUpdate
 from gavel.settings import Settings
-from gavel.stack.process import ManagedProcess
 from gavel.topics import AUCTIONS_DEADLETTER, MODELS_UPDATES, PRICES_SCORED
 from producers.replay import ReplayOptions, replay
 from producers.sources.synthetic import generate_auctions
+from shell import registry
+from shell.stack.process import ManagedProcess
 from tests.e2e.conftest import train_champion, worker_health_url
 from tests.helpers import Record, consume, http_ok, service, wait_for
 from trainer.training import TrainingResult
@@ -92,7 +92,7 @@ def promote_copy_of_champion(settings: Settings, reason: str) -> str:
 def publish_update(settings: Settings, version: str, previous: str) -> None:
     from confluent_kafka import Producer
 
-    from gavel.kafka import producer_config
+    from shell.kafka import producer_config
 
     update = ModelUpdate(
         action=ModelAction.PROMOTED,

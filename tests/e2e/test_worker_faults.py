@@ -22,12 +22,12 @@ import httpx
 import pytest
 from confluent_kafka import KafkaError, Message, Producer
 
-from gavel.kafka import produce_waiting, producer_config
 from gavel.settings import Settings
-from gavel.stack.process import ManagedProcess
 from gavel.topics import AUCTIONS_DEADLETTER, AUCTIONS_LISTED, PRICES_SCORED
 from producers.replay import ReplayOptions, replay
 from producers.sources.synthetic import generate_auctions
+from shell.kafka import produce_waiting, producer_config
+from shell.stack.process import ManagedProcess
 from tests.e2e.conftest import worker_health_url
 from tests.helpers import Record, consume, end_offsets, http_ok, scrape, service, wait_for
 from tests.hostile import HostileEvent, hostile_corpus, oversized_events
@@ -179,7 +179,7 @@ def test_kill_9_three_times_loses_nothing_and_scoring_resumes_within_10s(
     serving: list[float] = []  # restart → /health ok: the process start alone
     process = ManagedProcess("worker", tmp_path)
     env = {**os.environ, **settings.to_env(), "PYTHONUNBUFFERED": "1"}
-    argv = [sys.executable, "-m", "gavel.cli", "worker"]
+    argv = [sys.executable, "-m", "shell.cli", "worker"]
     process.start(argv, env=env)
     try:
         with logs_on_failure(process):

@@ -7,15 +7,15 @@ import uuid
 import pytest
 from confluent_kafka import Consumer, Producer
 
-from gavel.kafka import (
+from gavel.settings import Settings
+from gavel.topics import AUCTIONS_LISTED, TOPICS
+from shell.kafka import (
     admin_client,
     consumer_config,
     delete_topics_with_prefix,
     ensure_topics,
     producer_config,
 )
-from gavel.settings import Settings
-from gavel.topics import AUCTIONS_LISTED, TOPICS
 from tests.conftest import SESSION_PREFIX
 
 pytestmark = pytest.mark.integration
@@ -75,7 +75,7 @@ def test_an_update_follower_reports_champion_changes_by_poll_and_by_thread(
 
     from gavel.schemas import ModelAction, ModelUpdate
     from gavel.topics import MODELS_UPDATES
-    from gavel.updates import UpdateFollower
+    from shell.updates import UpdateFollower
 
     producer = Producer(producer_config(isolated))
 

@@ -9,10 +9,10 @@ import time
 import pytest
 from confluent_kafka import Producer
 
-from gavel.kafka import producer_config
 from gavel.schemas import DeadLetter, DeadLetterReason
 from gavel.settings import Settings
 from gavel.topics import AUCTIONS_DEADLETTER, PRICES_SCORED
+from shell.kafka import producer_config
 from stream_app.batch import IncomingEvent, Output
 from stream_app.outputs import BatchOutputs, OutputPolicy, OutputsFailed
 from tests.helpers import consume, free_port

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from mlflow import MlflowClient
 
-from gavel import registry
 from gavel.schemas import ModelAction, ModelUpdate
 from gavel.settings import Settings
 from gavel.topics import MODELS_UPDATES
 from producers.sources.synthetic import generate_auctions
+from shell import registry
 from tests.helpers import consume
 from trainer.retrain_policy import PromotionRecord, TrainerState
 from trainer.service import TrainerService

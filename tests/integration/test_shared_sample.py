@@ -20,7 +20,7 @@ def test_training_on_the_real_sample_reports_mape_next_to_mmr(
 ) -> None:
     env = {**os.environ, **isolated.to_env(), "COLUMNS": "120"}
     result = subprocess.run(
-        [sys.executable, "-m", "gavel.cli", "train", "--source", str(sample_csv)],
+        [sys.executable, "-m", "shell.cli", "train", "--source", str(sample_csv)],
         capture_output=True,
         text=True,
         env=env,

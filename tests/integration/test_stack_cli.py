@@ -16,7 +16,7 @@ pytestmark = pytest.mark.integration
 
 def gavel(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "gavel.cli", *args],
+        [sys.executable, "-m", "shell.cli", *args],
         capture_output=True,
         text=True,
         env=env,

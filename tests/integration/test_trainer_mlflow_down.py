@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from gavel import registry
-from gavel.registry import RegistryUnavailable
 from gavel.settings import Settings
+from shell import registry
+from shell.registry import RegistryUnavailable
 from tests.helpers import ThrowawayMlflow
 from tests.integration.trainer_fixtures import (
     FAST_FAILING_MLFLOW,

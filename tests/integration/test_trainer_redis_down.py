@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from gavel import registry
 from gavel.settings import Settings
+from shell import registry
 from tests.integration.trainer_fixtures import (
     ThrowawayRedis,
     feed_window,

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from gavel import registry
 from gavel.settings import Settings
 from gavel.topics import AUCTIONS_SOLD, PRICES_SCORED
+from shell import registry
 from tests.integration.trainer_corpus import HOSTILE_SALES, HOSTILE_SCORED, expected_skips
 from tests.integration.trainer_fixtures import (
     feed_window,
@@ -31,7 +31,7 @@ pytestmark = pytest.mark.integration
 def gavel(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, **settings.to_env(), "COLUMNS": "200"}
     return subprocess.run(
-        [sys.executable, "-m", "gavel.cli", *args],
+        [sys.executable, "-m", "shell.cli", *args],
         env=env,
         capture_output=True,
         text=True,

@@ -8,9 +8,9 @@ import mlflow
 import numpy as np
 import pytest
 
-from gavel import registry
 from gavel.settings import Settings
 from producers.sources.synthetic import generate_auctions
+from shell import registry
 from trainer.split import time_split
 from trainer.training import REFERENCE_ROWS, features_and_target, train_and_register
 

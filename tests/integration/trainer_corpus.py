@@ -18,9 +18,9 @@ from confluent_kafka import Producer
 from pydantic import ValidationError
 
 from gavel.features import TARGET
-from gavel.kafka import produce_waiting, producer_config
 from gavel.schemas import LISTING_FIELDS, Listing, Sale, ScoredPrice
 from gavel.settings import Settings
+from shell.kafka import produce_waiting, producer_config
 from trainer.records import SkipReason
 
 SALE_DELAY = timedelta(hours=2)

@@ -17,10 +17,10 @@ import redis
 
 from gavel.schemas import DriftAlert, DriftKind, Severity
 from gavel.settings import Settings
-from gavel.stack.components import find_redis_server
-from gavel.stack.process import ManagedProcess, wait_until
 from gavel.topics import AUCTIONS_SOLD, DRIFT_ALERTS, PRICES_SCORED
 from producers.sources.synthetic import generate_auctions
+from shell.stack.components import find_redis_server
+from shell.stack.process import ManagedProcess, wait_until
 from tests.helpers import free_port, service
 from tests.integration.trainer_corpus import HOSTILE_SALES, HOSTILE_SCORED, labelled_events, produce
 from trainer.service import TrainerStore

@@ -16,8 +16,8 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from gavel.settings import PROJECT_ROOT, Settings
-from gavel.stack.components import local_prometheus_config
 from monitor.metrics import MonitorMetrics
+from shell.stack.components import local_prometheus_config
 from stream_app.metrics import WorkerMetrics
 
 DEPLOY = PROJECT_ROOT / "deploy"

@@ -15,10 +15,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from mlflow.exceptions import MlflowException
 
-from gavel import registry
-from gavel.registry import RegistryUnavailable
 from gavel.schemas import DriftAlert, DriftKind, Severity
 from gavel.settings import Settings
+from shell import registry
+from shell.registry import RegistryUnavailable
 from trainer.dependencies import (
     KAFKA,
     LEASE,

@@ -18,10 +18,10 @@ from collections.abc import Callable
 from confluent_kafka import Consumer
 from pydantic import ValidationError
 
-from gavel.kafka import consumer_config
 from gavel.schemas import ModelAction, ModelUpdate
 from gavel.settings import Settings
 from gavel.topics import MODELS_UPDATES
+from shell.kafka import consumer_config
 
 log = logging.getLogger(__name__)
 

@@ -69,8 +69,8 @@ def stack_up(
 
     Running it twice is harmless: healthy parts are left alone.
     """
-    from gavel.stack import manager
-    from gavel.stack.process import StackError
+    from shell.stack import manager
+    from shell.stack.process import StackError
 
     names = tuple(components or manager.CORE) + (("prometheus",) if with_prometheus else ())
     try:
@@ -83,7 +83,7 @@ def stack_up(
 @stack_app.command("down")
 def stack_down(components: Components = None) -> None:
     """Stop every local-stack process (state under .stack/ is kept)."""
-    from gavel.stack import manager
+    from shell.stack import manager
 
     names = tuple(components or manager.CORE + manager.OPTIONAL)
     manager.down(get_settings(), names, console=console)
@@ -92,7 +92,7 @@ def stack_down(components: Components = None) -> None:
 @stack_app.command("status")
 def stack_status() -> None:
     """Show each part's health; exits 1 when a core part is not healthy."""
-    from gavel.stack import manager
+    from shell.stack import manager
 
     rows = manager.status(get_settings())
     Console().print(manager.status_table(rows))
@@ -327,7 +327,7 @@ def trainer_rollback(
 ) -> None:
     """Make the 'previous' version champion again and announce it on models.updates."""
     setup_logging()
-    from gavel.registry import RollbackError
+    from shell.registry import RollbackError
     from trainer.service import TrainerService
 
     try:
@@ -343,7 +343,7 @@ def trainer_rollback(
 @trainer_app.command("status")
 def trainer_status(limit: Annotated[int, typer.Option(help="Decisions to show.")] = 15) -> None:
     """The registry's versions and the trainer's latest decisions."""
-    from gavel import registry
+    from shell import registry
     from trainer.service import TrainerStore
 
     settings = get_settings()
@@ -393,8 +393,8 @@ def demo(
     recovery. Ends with a timeline, MAPE before and after (next to the frozen first
     model's) and a plot. Stops what it started unless --keep-running."""
     setup_logging(verbose)
-    from gavel.demo.runner import DemoPlan, run_demo
-    from gavel.stack.process import StackError
+    from shell.demo.runner import DemoPlan, run_demo
+    from shell.stack.process import StackError
 
     try:
         run_demo(get_settings(), DemoPlan(rate=rate), console, keep_running)
@@ -416,7 +416,7 @@ def main() -> None:
         console.print(f"[bold red]error:[/] invalid settings (GAVEL_* or .env):\n{problems}")
         raise SystemExit(2) from None
     except Exception as exc:
-        from gavel import registry
+        from shell import registry
 
         if not registry.refused_credentials(exc):
             raise

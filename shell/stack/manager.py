@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from rich.console import Console
 from rich.table import Table
 
-from gavel.kafka import ensure_topics
 from gavel.settings import Settings
-from gavel.stack.components import Component, Kafka, MLflow, Prometheus, Redis
-from gavel.stack.process import StackError, port_in_use, wait_until
+from shell.kafka import ensure_topics
+from shell.stack.components import Component, Kafka, MLflow, Prometheus, Redis
+from shell.stack.process import StackError, port_in_use, wait_until
 
 CORE = ("kafka", "redis", "mlflow")
 OPTIONAL = ("prometheus",)

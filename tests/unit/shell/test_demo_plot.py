@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from gavel.demo.plot import _merge_close, plot_story
+from shell.demo.plot import _merge_close, plot_story
 
 
 def test_markers_a_moment_apart_share_one_label() -> None:

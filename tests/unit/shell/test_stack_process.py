@@ -1,4 +1,4 @@
-"""Tests for gavel.stack.process with real, short-lived child processes (no servers)."""
+"""Tests for shell.stack.process with real, short-lived child processes (no servers)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gavel.stack.process import ManagedProcess, group_members, port_in_use, wait_until
+from shell.stack.process import ManagedProcess, group_members, port_in_use, wait_until
 
 
 def running(pid: int) -> bool:

@@ -14,7 +14,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from gavel.stack.process import StackError
+from shell.stack.process import StackError
 
 
 def _openssl(*args: str, cwd: Path, env: dict[str, str] | None = None) -> None:

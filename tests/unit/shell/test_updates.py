@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gavel.schemas import ModelAction, ModelUpdate
-from gavel.updates import new_champion
+from shell.updates import new_champion
 
 
 def update(action: ModelAction, **fields: str) -> bytes:

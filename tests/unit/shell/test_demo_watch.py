@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gavel.demo.watch import OutputStats
+from shell.demo.watch import OutputStats
 
 
 def test_latency_percentiles_leave_the_warm_up_out() -> None:

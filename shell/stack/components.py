@@ -18,7 +18,7 @@ import httpx
 from pydantic import SecretStr
 
 from gavel.settings import PROJECT_ROOT, Settings
-from gavel.stack.process import ManagedProcess, StackError
+from shell.stack.process import ManagedProcess, StackError
 
 KAFKA_RECIPE = PROJECT_ROOT / "deploy" / "local" / "kafka"
 MIN_JAVA = 17
@@ -313,7 +313,7 @@ class Redis(Component):
         ]
 
     def healthy(self) -> bool:
-        from gavel import redis_client
+        from shell import redis_client
 
         try:
             return bool(redis_client.connect(self.settings, timeout_s=1).ping())

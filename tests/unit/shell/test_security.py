@@ -10,10 +10,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from gavel.kafka import client_config, consumer_config, producer_config
 from gavel.logs import redact, redact_secrets
 from gavel.settings import KafkaSecurityProtocol, Settings, redact_url
-from gavel.stack.components import Kafka, MLflow, Redis
+from shell.kafka import client_config, consumer_config, producer_config
+from shell.stack.components import Kafka, MLflow, Redis
 from stream_app.app import faust_credentials, faust_settings
 
 

@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from gavel.demo.story import rolling_mape
+from shell.demo.story import rolling_mape
 
 ROLLING = 1000
 

@@ -17,9 +17,9 @@ import numpy as np
 import orjson
 from confluent_kafka import Consumer
 
-from gavel.kafka import consumer_config
 from gavel.settings import Settings
 from gavel.topics import AUCTIONS_DEADLETTER, DRIFT_ALERTS, MODELS_UPDATES, PRICES_SCORED
+from shell.kafka import consumer_config
 
 SCRAPE_EVERY_S = 2.0
 SCRAPED = (

@@ -21,15 +21,15 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from gavel import registry
-from gavel.demo.plot import plot_story
-from gavel.demo.story import Phases, phases, served_frame
-from gavel.demo.watch import OutputWatcher
-from gavel.kafka import delete_topics_with_prefix, ensure_topics
 from gavel.settings import Settings
-from gavel.stack import manager
-from gavel.stack.process import ManagedProcess, StackError, wait_until
 from gavel.topics import DRIFT_ALERTS, MODELS_UPDATES
+from shell import registry
+from shell.demo.plot import plot_story
+from shell.demo.story import Phases, phases, served_frame
+from shell.demo.watch import OutputWatcher
+from shell.kafka import delete_topics_with_prefix, ensure_topics
+from shell.stack import manager
+from shell.stack.process import ManagedProcess, StackError, wait_until
 
 DEMO_MODEL = "gavel-demo"
 DEMO_NAMESPACE_PREFIX = "demo-"
@@ -106,7 +106,7 @@ def start_service(
     process = ManagedProcess(f"demo-{name}", settings.stack_dir)
     process.stop()
     env = {**os.environ, **settings.to_env(), "PYTHONUNBUFFERED": "1"}
-    process.start([sys.executable, "-m", "gavel.cli", *args], env=env)
+    process.start([sys.executable, "-m", "shell.cli", *args], env=env)
 
     def healthy() -> bool:
         if health_url is None:
