@@ -23,6 +23,7 @@ from confluent_kafka import Producer
 from gavel.schemas import Listing, ScoredPrice
 from gavel.settings import Settings
 from gavel.topics import AUCTIONS_SOLD, DRIFT_ALERTS, PRICES_SCORED
+from monitor.checkpoint import checkpoint_key
 from producers.replay import ReplayOptions, replay
 from producers.sources.scenarios import parse_scenario
 from producers.sources.synthetic import generate_auctions
@@ -35,6 +36,8 @@ from stream_app.model import LoadedModel
 from tests.conftest import fresh_namespace
 from tests.e2e.conftest import SMALL_XGB, worker_health_url
 from tests.helpers import consume, end_offsets, free_port, http_ok, scrape, service, wait_for
+from tests.integration.trainer_fixtures import trained, trainer_settings
+from trainer.service import TrainerStore
 from trainer.split import time_split
 from trainer.training import train_and_register
 
@@ -328,7 +331,7 @@ def distinct_alerts(settings: Settings) -> tuple[list[AlertKey], int]:
     return list(seen.values()), len(records)
 
 
-KILL_AFTER_SALES = 700  # sales since the onset: inside the window that raises the alert
+CHECKPOINT_AFTER_SALES = 700  # sales since the onset: inside the window that raises the alert
 
 
 def test_a_monitor_killed_mid_shock_raises_the_same_alerts_with_the_same_ids(
@@ -338,59 +341,143 @@ def test_a_monitor_killed_mid_shock_raises_the_same_alerts_with_the_same_ids(
     tmp_path: Path,
     namespaces: list[str],
 ) -> None:
-    """Two monitors read the same records side by side: one uninterrupted, the other
-    killed with -9 while the window that raises the alert is open, and restarted."""
+    """Two monitors read the same records side by side: one uninterrupted; the other
+    checkpoints while the window that raises the alert is open, is killed with -9 right
+    after publishing the alert (before any later checkpoint) and restarted, so that it
+    announces the alert a second time, under the same id. A trainer reading the killed
+    monitor's alerts trains exactly once and recognises the re-announcement."""
     total = len(shock_records)
     calm = monitor_settings(stack, model_name, tmp_path, "uninterrupted", namespaces)
     crashed = monitor_settings(stack, model_name, tmp_path, "killed", namespaces)
+    # Before the kill, no periodic checkpoint: the only one is written by a clean stop at
+    # the cut, so the alert published before the kill is certainly not in a checkpoint.
+    # Each process before the kill has a port of its own: the next one need not wait for
+    # the last one's exit (its interpreter takes seconds to finish after the checkpoint).
+    unchecked = crashed.replace(monitor={"checkpoint_interval_s": 3600.0})
+    before = unchecked.replace(monitor_metrics_port=free_port())
+    until_kill = unchecked.replace(monitor_metrics_port=free_port())
+    trainer = trainer_settings(
+        crashed.replace(experiment_name="gavel-tests"),
+        # Days of sales that hold enough weekday auctions wherever the stream is cut.
+        train_days=5,
+        eval_days=2,
+        # Never promote (no challenger is 100% better): the champion stays v1 for the
+        # monitors and the module's later tests, and a re-announcement taken for a new
+        # alert would not be ignored as late but trained on (new labels come, see below).
+        margin=1.0,
+    )
+    store = TrainerStore(trainer)
+    checkpoint = checkpoint_key(crashed)  # the monitor's key, in the trainer store's Redis
     calm_url, url = metrics_url(calm), metrics_url(crashed)
+    before_url, kill_url = metrics_url(before), metrics_url(until_kill)
     onset, _ = record_span(shock_records, str(ONSET), str(ONSET))
-    cut = nth_sale_after(shock_records, onset, KILL_AFTER_SALES)
+    cut = nth_sale_after(shock_records, onset, CHECKPOINT_AFTER_SALES)
     produce(calm, shock_records)
     produce(crashed, shock_records[:cut])
+    # Started together, each waited on when needed: their start-ups overlap.
     with (
-        service("monitor", ["monitor"], calm, tmp_path / "a", http_ok(calm_url)) as uninterrupted,
-        service("monitor", ["monitor"], crashed, tmp_path / "b", http_ok(url)) as process,
+        service("monitor", ["monitor"], calm, tmp_path / "a") as uninterrupted,
+        service("trainer", ["trainer", "run"], trainer, tmp_path / "t") as training,
+        service("monitor", ["monitor"], before, tmp_path / "b") as stopped,
     ):
-        await_service(process, checkpointed(url, cut), 240, "the checkpoint before the kill")
-        sent = cut
-        while True:  # more records, until some are read but not yet checkpointed
-            chunk = shock_records[sent : sent + 300]
-            produce(crashed, chunk)
-            sent += len(chunk)
-            await_service(process, read_at_least(url, sent), 60, "the next records")
-            covered = metric(url, "gavel_monitor_checkpoint_position") or 0
-            if covered < sent:
-                break
-        pid = process.pid()
-        assert pid is not None
-        os.killpg(pid, signal.SIGKILL)
-        wait_for(lambda: process.pid() is None, 10, "the monitor to die")
+        await_service(stopped, read_at_least(before_url, cut), 240, "the records before the cut")
+        signal_group(stopped, signal.SIGTERM)  # a clean stop writes a last checkpoint
+        wait_for(lambda: bool(store.client.exists(checkpoint)), 30, "the clean stop's checkpoint")
+        with service(
+            "monitor", ["monitor"], until_kill, tmp_path / "c", http_ok(kill_url)
+        ) as killed:
+            await_service(killed, lambda: restored_at(kill_url) > 0, 120, "the first restore")
+            sent = cut
+            while end_offsets(crashed, DRIFT_ALERTS) == 0:  # more records, until the alert
+                chunk = shock_records[sent : sent + 300]
+                assert chunk, "the whole stream and no alert"
+                produce(crashed, chunk)
+                sent += len(chunk)
+                # This process counts what it read since the restore at the cut.
+                await_service(killed, read_at_least(kill_url, sent - cut), 60, "the next records")
+            covered = metric(kill_url, "gavel_monitor_checkpoint_position") or 0
+            signal_group(killed, signal.SIGKILL)
+            wait_for(lambda: killed.pid() is None, 10, "the monitor to die")
         alerts_at_kill = end_offsets(crashed, DRIFT_ALERTS)
-        produce(crashed, shock_records[sent:])
-        with service("monitor", ["monitor"], crashed, tmp_path / "c", http_ok(url)) as restarted:
-            restored_from = lambda: metric(url, "gavel_monitor_restored_position") or 0  # noqa: E731
-            await_service(restarted, lambda: restored_from() > 0, 120, "the restore")
-            restored = restored_from()
+        with service("monitor", ["monitor"], crashed, tmp_path / "d", http_ok(url)) as restarted:
+            await_service(restarted, lambda: restored_at(url) > 0, 120, "the restore")
+            restored = restored_at(url)
+            # The trainer trains on the records up to the kill; the rest comes after, so a
+            # trainer that took the re-announcement for a new alert would find new labels.
+            wait_for(
+                alive_and(training, lambda: bool(trained(store))),
+                120,
+                "the trainer to train",
+                progress=lambda: store.client.get(store.prefix + "status"),
+            )
+            produce(crashed, shock_records[sent:])
             await_service(restarted, checkpointed(url, total), 240, "the restarted run")
             restored_log = restarted.log_tail(200)
+        announced = end_offsets(crashed, DRIFT_ALERTS)
+        wait_for(
+            alive_and(training, lambda: len(store.decisions(50)) >= announced),
+            120,
+            "the trainer to decide on every announcement",
+            progress=lambda: store.client.get(store.prefix + "status"),
+        )
+        decisions = store.decisions(50)[::-1]  # oldest first
+        versions = registry.model_versions(registry.connect(trainer), model_name)
         await_service(uninterrupted, checkpointed(calm_url, total), 240, "the uninterrupted run")
-    expected, _ = distinct_alerts(calm)
-    got, announced = distinct_alerts(crashed)
-    assert expected and expected[0][1] == "performance", expected
-    first, last = record_span(shock_records, expected[0][3], expected[0][4])
-    print(
-        f"monitor kill: {total} records, alerting window at records {first}-{last}; killed "
-        f"after reading {sent} (checkpoint covered {covered:.0f}, restored {restored:.0f}); "
-        f"alerts uninterrupted {[(a[0], a[1], a[5]) for a in expected]}, killed+restarted "
-        f"{[(a[0], a[1], a[5]) for a in got]} ({announced} published, {alerts_at_kill} "
-        f"before the kill)"
-    )
-    assert "restored the checkpoint" in restored_log
-    assert restored < sent, "the kill lost records read after the checkpoint"
-    assert first < restored < last, "the checkpoint holds part of the alerting window"
-    assert alerts_at_kill == 0, "the alert comes from the restored state"
-    assert got == expected
+        expected, _ = distinct_alerts(calm)
+        got, _ = distinct_alerts(crashed)
+        assert expected and expected[0][1] == "performance", expected
+        first, last = record_span(shock_records, expected[0][3], expected[0][4])
+        alert_id = expected[0][0]
+        trainings = [d for d in decisions if d["decision"] in {"promoted", "rejected"}]
+        print(
+            f"monitor kill: {total} records, alerting window at records {first}-{last}; "
+            f"checkpoint at {cut}, killed after reading {sent} (checkpoint covered "
+            f"{covered:.0f}, restored {restored:.0f}); alerts uninterrupted "
+            f"{[(a[0], a[1], a[5]) for a in expected]}, killed+restarted "
+            f"{[(a[0], a[1], a[5]) for a in got]} ({announced} published, {alerts_at_kill} "
+            f"before the kill); trainer: {len(trainings)} training(s), decisions "
+            f"{[(d['alert_id'][:8], d['decision'], d['reason'][:40]) for d in decisions]}, "
+            f"versions {[row['version'] for row in versions]}"
+        )
+        assert "restored the checkpoint" in restored_log
+        assert covered == restored == cut, "the one checkpoint is the clean stop's, at the cut"
+        assert restored < sent, "the kill lost records read after the checkpoint"
+        assert first < restored < last, "the checkpoint holds part of the alerting window"
+        assert alerts_at_kill == 1, "the alert was published before the kill"
+        assert got == expected
+        assert announced == len(expected) + 1, "the restarted monitor announced it again"
+        # One training, then every other delivery of the id recognised as a duplicate (an
+        # alert whose commit was lost, say in a broker restart, comes once more).
+        assert len(decisions) >= announced, decisions
+        assert [(d["alert_id"], d["decision"]) for d in decisions] == [
+            (alert_id, "rejected"),
+            *[(alert_id, "ignore")] * (len(decisions) - 1),
+        ], decisions
+        assert {d["reason"] for d in decisions[1:]} == {f"duplicate alert {alert_id}"}
+        # The registry agrees: one version trained by the trainer besides the champion.
+        assert [row["version"] for row in versions] == [trainings[0]["version"], "1"]
+
+
+def signal_group(process: ManagedProcess, sig: signal.Signals) -> None:
+    pid = process.pid()
+    assert pid is not None, f"{process.name} is not running:\n{log(process)}"
+    os.killpg(pid, sig)
+
+
+def restored_at(url: str) -> float:
+    """Records covered by the checkpoint the monitor at ``url`` started from."""
+    return metric(url, "gavel_monitor_restored_position") or 0
+
+
+def alive_and(process: ManagedProcess, check: Callable[[], bool]) -> Callable[[], bool]:
+    """``check``, failing at once with the service's log if it has exited."""
+
+    def checked() -> bool:
+        if process.pid() is None:
+            raise AssertionError(f"{process.name} exited:\n{log(process)}")
+        return check()
+
+    return checked
 
 
 def nth_sale_after(records: list[Outgoing], start: int, n: int) -> int:
