@@ -105,7 +105,11 @@ class MonitorService:
         try:
             self._restore()
             self._follow_champion()
-            consumer = Consumer(consumer_config(s, s.group("monitor")))
+            # A monitor killed and restarted gets its partitions back after the session
+            # timeout: 10 s rather than librdkafka's 45 s.
+            consumer = Consumer(
+                consumer_config(s, s.group("monitor"), **{"session.timeout.ms": 10_000})
+            )
             consumer.subscribe(list(self.topics), on_assign=self._on_assign)
             last_poll = time.monotonic()
             while not self.stop.is_set():

@@ -6,7 +6,7 @@ import logging
 import time
 from typing import Any, Protocol
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from gavel.settings import Settings
@@ -90,7 +90,12 @@ def delete_topics_with_prefix(
     topics = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix)]
     if topics:
         for future in admin.delete_topics(topics, operation_timeout=timeout_s).values():
-            future.result(timeout=timeout_s)
+            try:
+                future.result(timeout=timeout_s)
+            except KafkaException as exc:
+                # Metadata lists a topic for a moment after its deletion: already gone.
+                if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+                    raise
     return topics
 
 

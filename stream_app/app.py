@@ -288,9 +288,9 @@ def model_id(model: LoadedModel) -> tuple[str, str]:
 def instance_id(settings: Settings) -> str | None:
     """The static group member id, with ``{hostname}`` filled in.
 
-        >>> import socket
-        >>> instance_id(Settings(worker_instance_id="w-{hostname}")) == f"w-{socket.gethostname()}"
-        True
+    >>> import socket
+    >>> instance_id(Settings(worker_instance_id="w-{hostname}")) == f"w-{socket.gethostname()}"
+    True
     """
     if settings.worker_instance_id is None:
         return None
