@@ -9,7 +9,7 @@ down (see :mod:`trainer.dependencies`), or when the training lease is lost, the 
 logs it, waits with exponential backoff and tries the same alert again; it never takes
 "MLflow did not answer" for "there is no champion". Stopped (SIGTERM) before an alert is
 decided, it leaves the alert uncommitted. Malformed records in the training window are
-skipped and counted (:mod:`trainer.records`); the counts are logged, kept in Redis and
+skipped and counted (:mod:`gavel.records`); the counts are logged, kept in Redis and
 shown by ``gavel trainer status``.
 """
 

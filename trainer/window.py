@@ -16,18 +16,18 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
 from confluent_kafka import Consumer, TopicPartition
 
+from gavel.records import Skipped, Tally, parse_sale, parse_scored
 from gavel.schemas import Sale, ScoredPrice
 from gavel.settings import Settings
 from gavel.topics import AUCTIONS_SOLD, PRICES_SCORED
 from shell.kafka import consumer_config
 from trainer.labelled import labelled_frame
-from trainer.records import Skipped, Tally, parse_sale, parse_scored
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +180,7 @@ class LabelledWindow:
         self._frame: pd.DataFrame | None = None
 
     def _on_scored(self, raw: bytes | None) -> None:
-        outcome = parse_scored(raw)
+        outcome = parse_scored(raw, datetime.now(UTC))
         self.stats.tallies[PRICES_SCORED].count(outcome)
         if isinstance(outcome, Skipped):
             log.debug("skipped a %s value (%s): %s", PRICES_SCORED, outcome.reason, outcome.detail)
@@ -188,7 +188,7 @@ class LabelledWindow:
             self.listings[outcome.auction_id] = outcome
 
     def _on_sale(self, raw: bytes | None) -> None:
-        outcome = parse_sale(raw)
+        outcome = parse_sale(raw, datetime.now(UTC))
         self.stats.tallies[AUCTIONS_SOLD].count(outcome)
         if isinstance(outcome, Skipped):
             log.debug("skipped a %s value (%s): %s", AUCTIONS_SOLD, outcome.reason, outcome.detail)

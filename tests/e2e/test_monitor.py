@@ -528,10 +528,10 @@ def hostile_corpus(version: str, model: str) -> dict[str, list[tuple[bytes | Non
         (b"{not json", "not_json"),
         (b'{"auction_id": "\xff\xfe\xfd"}', "not_json"),  # bad UTF-8
         (b'"\xc3\x28"', "not_json"),
-        (b"1", "schema"),
-        (b"[]", "schema"),
+        (b"1", "not_object"),
+        (b"[]", "not_object"),
         (b"{}", "schema"),
-        (b"null", "schema"),
+        (b"null", "not_object"),
     ]
     sold: list[tuple[bytes | None, str]] = [
         *common,

@@ -73,7 +73,7 @@ def test_hostile_records_are_skipped_counted_and_shown_by_trainer_status(
     out = status.stdout
     assert f"{champion.metrics['test_mape']:.2%}" in out  # the MAPE column renders
     assert done[0]["decision"] in out
-    assert "naive_time: 1" in out and "time_out_of_range: 3" in out
+    assert "value: 1" in out and "event_time: 3" in out
     assert f"{expected[AUCTIONS_SOLD]['read']}" in out
 
 

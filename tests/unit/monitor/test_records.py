@@ -12,10 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gavel.records import EARLIEST_EVENT, FUTURE_SLACK
 from monitor.ordering import PartitionWatermark
 from monitor.records import (
-    EARLIEST_EVENT,
-    FUTURE_SLACK,
     SaleRow,
     ScoredRow,
     Skipped,
@@ -90,8 +89,8 @@ HOSTILE_SALES: list[tuple[str, bytes | None, SkipReason]] = [
     ("empty", b"", SkipReason.EMPTY),
     ("broken json", b'{"auction_id": "a1", "sold_at', SkipReason.NOT_JSON),
     ("bad utf-8", b'{"auction_id": "\xff\xfe", "sold_at": "2015-05-01T10:00:00Z"}', "not_json"),
-    ("a number", b"1", SkipReason.SCHEMA),
-    ("a list", b"[]", SkipReason.SCHEMA),
+    ("a number", b"1", SkipReason.NOT_OBJECT),
+    ("a list", b"[]", SkipReason.NOT_OBJECT),
     ("an empty object", b"{}", SkipReason.SCHEMA),
     ("price as text", raw(sale(sellingprice="cheap")), SkipReason.SCHEMA),
     ("price as a list", raw(sale(sellingprice=[1])), SkipReason.SCHEMA),
