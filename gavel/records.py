@@ -73,7 +73,9 @@ _TIME_FIELDS = {"sold_at", "listed_at", "scored_at", "ingested_at"}
 Event = TypeVar("Event", bound=BaseModel)
 
 
-def _validate(raw: bytes | None, schema: type[Event]) -> Event | Skipped:
+def parse_record(raw: bytes | None, schema: type[Event]) -> Event | Skipped:
+    """``raw`` as a ``schema`` event, or why not (no plausibility checks: see the
+    topic readers below for those)."""
     if not raw:
         return Skipped(SkipReason.EMPTY, "no value")
     try:
@@ -113,7 +115,7 @@ def _implausible(
 
 def parse_sale(raw: bytes | None, now: datetime) -> Sale | Skipped:
     """An ``auctions.sold`` record read at ``now``, or why it is skipped."""
-    sale = _validate(raw, Sale)
+    sale = parse_record(raw, Sale)
     if isinstance(sale, Skipped):
         return sale
     return _implausible({"sold_at": sale.sold_at}, {"sellingprice": sale.sellingprice}, now) or sale
@@ -121,7 +123,7 @@ def parse_sale(raw: bytes | None, now: datetime) -> Sale | Skipped:
 
 def parse_scored(raw: bytes | None, now: datetime) -> ScoredPrice | Skipped:
     """A ``prices.scored`` record read at ``now``, or why it is skipped."""
-    scored = _validate(raw, ScoredPrice)
+    scored = parse_record(raw, ScoredPrice)
     if isinstance(scored, Skipped):
         return scored
     times = {

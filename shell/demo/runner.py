@@ -13,16 +13,17 @@ import sys
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pandas as pd
+from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 
+from gavel.schemas import DriftAlert, ModelUpdate, ScoredPrice
 from gavel.settings import Settings
-from gavel.topics import DRIFT_ALERTS, MODELS_UPDATES
 from shell import registry
 from shell.demo.plot import plot_story
 from shell.demo.story import Phases, phases, served_frame
@@ -130,35 +131,38 @@ class LiveNarration:
         self.story = story
         self.marks: dict[str, float] = {}
 
-    def __call__(self, topic: str, payload: dict[str, Any]) -> None:
+    def __call__(self, topic: str, event: BaseModel) -> None:
         now = time.time()
-        if topic == DRIFT_ALERTS:
-            self.marks.setdefault(f"{payload['kind']} alert", now)
-            mape = f", window MAPE {payload['mape']:.1%}" if payload.get("mape") else ""
-            features = ", ".join(f["feature"] for f in payload.get("drifted_features", []))
-            self.story.step(
-                f"[bold red]drift alert[/]: {payload['kind']} ({payload['severity']}, "
-                f"{payload['detector']}) on v{payload['model_version']}{mape}"
-                + (f", features: {features}" if features else "")
-                + f", reference MAPE {payload['reference_mape']:.1%}"
+        if isinstance(event, DriftAlert):
+            self.marks.setdefault(f"{event.kind.value} alert", now)
+            mape = f", window MAPE {event.mape:.1%}" if event.mape else ""
+            features = ", ".join(f.feature for f in event.drifted_features)
+            reference = (
+                f", reference MAPE {event.reference_mape:.1%}" if event.reference_mape else ""
             )
-            if payload.get("report_path"):
-                self.story.note(f"Evidently report: {payload['report_path']}")
-        elif topic == MODELS_UPDATES:
-            action = payload["action"]
+            self.story.step(
+                f"[bold red]drift alert[/]: {event.kind.value} ({event.severity.value}, "
+                f"{event.detector}) on v{event.model_version}{mape}"
+                + (f", features: {features}" if features else "")
+                + reference
+            )
+            if event.report_path:
+                self.story.note(f"Evidently report: {event.report_path}")
+        elif isinstance(event, ModelUpdate):
+            action = event.action.value
             self.marks.setdefault(action, now)
-            metrics = payload.get("metrics", {})
+            metrics = event.metrics
             scores = ""
             if "test_mape" in metrics and "champion_test_mape" in metrics:
                 scores = (
                     f" — challenger {metrics['test_mape']:.1%} vs champion "
                     f"{metrics['champion_test_mape']:.1%} on the latest sales"
                 )
-            self.story.step(f"[bold green]model {action}[/]: v{payload['version']}{scores}")
-        elif topic == "swap":
+            self.story.step(f"[bold green]model {action}[/]: v{event.version}{scores}")
+        elif topic == "swap" and isinstance(event, ScoredPrice):
             self.marks.setdefault("new champion serving", now)
             self.story.step(
-                f"[bold green]hot swap[/]: the worker now prices with v{payload['model_version']}"
+                f"[bold green]hot swap[/]: the worker now prices with v{event.model_version}"
                 " (no restart)"
             )
 
@@ -256,12 +260,14 @@ def report(
     served = served_frame(window, watcher.scored)
     frozen = registry.load_pipeline(f"models:/{settings.model_name}/{first}").predict(served)
     onset = pd.Timestamp(plan.shock_at, tz="UTC")
-    shocked = [e for e in watcher.scored if e["listed_at"] >= plan.shock_at and e["ingested_at"]]
+    shocked = [
+        e.ingested_at.timestamp()
+        for e in watcher.scored
+        if e.listed_at >= onset and e.ingested_at is not None
+    ]
     marks = dict(narration.marks)
     if shocked:
-        marks["shock onset"] = min(
-            datetime.fromisoformat(e["ingested_at"]).timestamp() for e in shocked
-        )
+        marks["shock onset"] = min(shocked)
     console.print(stream_summary(stats, watcher))
     result: Phases | None = None
     if (served["version"] != first).any():

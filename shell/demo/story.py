@@ -4,24 +4,23 @@ and what the first model would have done had nobody retrained it."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from gavel.metrics import absolute_percentage_errors, mape
+from gavel.schemas import ScoredPrice
 
 
-def served_frame(auctions: pd.DataFrame, scored: list[dict[str, Any]]) -> pd.DataFrame:
+def served_frame(auctions: pd.DataFrame, scored: list[ScoredPrice]) -> pd.DataFrame:
     """One row per priced listing: features, sale price, served price and version, and the
     wall-clock second it was scored."""
     served = pd.DataFrame(
         {
-            "auction_id": [e["auction_id"] for e in scored],
-            "price": [e["predicted_price"] for e in scored],
-            "version": [str(e["model_version"]) for e in scored],
-            "scored_s": [datetime.fromisoformat(e["scored_at"]).timestamp() for e in scored],
+            "auction_id": [e.auction_id for e in scored],
+            "price": [e.predicted_price for e in scored],
+            "version": [e.model_version for e in scored],
+            "scored_s": [e.scored_at.timestamp() for e in scored],
         }
     ).drop_duplicates("auction_id", keep="last")
     return auctions.merge(served, on="auction_id", how="inner").sort_values("scored_s")

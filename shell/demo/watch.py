@@ -1,5 +1,6 @@
 """A background reader of Gavel's output topics and the monitor's metrics, for the demo's
-live narration and its after-the-fact analysis."""
+live narration and its after-the-fact analysis. Every record is parsed with its topic's
+contract; one that does not parse is counted in ``OutputStats.skipped``."""
 
 from __future__ import annotations
 
@@ -9,14 +10,14 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
 
 import httpx
 import numpy as np
-import orjson
 from confluent_kafka import Consumer
+from pydantic import BaseModel
 
+from gavel.records import Skipped, parse_record
+from gavel.schemas import DeadLetter, DriftAlert, ModelUpdate, ScoredPrice
 from gavel.settings import Settings
 from gavel.topics import AUCTIONS_DEADLETTER, DRIFT_ALERTS, MODELS_UPDATES, PRICES_SCORED
 from shell.kafka import consumer_config
@@ -36,6 +37,7 @@ class OutputStats:
     scored_keys: set[str] = field(default_factory=set)
     dead_keys: set[str] = field(default_factory=set)
     dead_reasons: Counter[str] = field(default_factory=Counter)
+    skipped: Counter[str] = field(default_factory=Counter)  # "<topic>: <reason>"
     versions: Counter[str] = field(default_factory=Counter)
     latencies_s: list[tuple[float, float]] = field(default_factory=list)  # (ingested, latency)
     first_output_at: float | None = None
@@ -65,8 +67,13 @@ class OutputStats:
         return values[~warming, 1], values[warming, 1]
 
 
-def _epoch(iso: str) -> float:
-    return datetime.fromisoformat(iso).timestamp()
+#: Each topic the watcher reads, with the contract it is parsed with.
+SCHEMAS: dict[str, type[BaseModel]] = {
+    PRICES_SCORED: ScoredPrice,
+    AUCTIONS_DEADLETTER: DeadLetter,
+    DRIFT_ALERTS: DriftAlert,
+    MODELS_UPDATES: ModelUpdate,
+}
 
 
 class OutputWatcher:
@@ -80,15 +87,15 @@ class OutputWatcher:
     def __init__(
         self,
         settings: Settings,
-        on_event: Callable[[str, dict[str, Any]], None] | None = None,
+        on_event: Callable[[str, BaseModel], None] | None = None,
         monitor_metrics_url: str | None = None,
     ) -> None:
         self.settings = settings
         self.stats = OutputStats()
         self.on_event = on_event
         self.monitor_metrics_url = monitor_metrics_url
-        self.events: list[tuple[float, str, dict[str, Any]]] = []
-        self.scored: list[dict[str, Any]] = []
+        self.events: list[tuple[float, str, BaseModel]] = []
+        self.scored: list[ScoredPrice] = []
         self.scrapes: list[dict[str, float]] = []
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -144,36 +151,36 @@ class OutputWatcher:
                         row[f"drift:{sample.labels['feature']}"] = sample.value
             self.scrapes.append(row)
 
-    def _record(self, topic: str, key: bytes | None, value: bytes) -> None:
+    def _record(self, topic: str, key: bytes | None, value: bytes | None) -> None:
         now = time.time()
-        try:
-            payload = orjson.loads(value)
-        except orjson.JSONDecodeError:
-            return
+        event = parse_record(value, SCHEMAS[topic])
         stats = self.stats
         new_version = False
         with self._lock:
+            if isinstance(event, Skipped):
+                stats.skipped[f"{topic}: {event.reason.value}"] += 1
+                return
             if topic in (PRICES_SCORED, AUCTIONS_DEADLETTER):
                 stats.first_output_at = stats.first_output_at or now
                 stats.last_output_at = now
-            if topic == PRICES_SCORED:
-                stats.scored_keys.add(payload["auction_id"])
-                new_version = payload["model_version"] not in stats.versions
-                stats.versions[payload["model_version"]] += 1
-                self.scored.append(payload)
-                if payload.get("ingested_at"):
-                    ingested = _epoch(payload["ingested_at"])
-                    latency = _epoch(payload["scored_at"]) - ingested
+            if isinstance(event, ScoredPrice):
+                stats.scored_keys.add(event.auction_id)
+                new_version = event.model_version not in stats.versions
+                stats.versions[event.model_version] += 1
+                self.scored.append(event)
+                if event.ingested_at is not None:
+                    ingested = event.ingested_at.timestamp()
+                    latency = event.scored_at.timestamp() - ingested
                     stats.latencies_s.append((ingested, max(latency, 0.0)))
-            elif topic == AUCTIONS_DEADLETTER:
-                stats.dead_keys.add(key.decode() if key else f"offset-{payload['offset']}")
-                stats.dead_reasons[payload["reason"]] += 1
+            elif isinstance(event, DeadLetter):
+                stats.dead_keys.add(key.decode() if key else f"offset-{event.offset}")
+                stats.dead_reasons[event.reason.value] += 1
             else:
-                self.events.append((now, topic, payload))
+                self.events.append((now, topic, event))
         if self.on_event is None:
             return
         if topic in (DRIFT_ALERTS, MODELS_UPDATES):
-            self.on_event(topic, payload)
+            self.on_event(topic, event)
         elif new_version and len(stats.versions) > 1:
-            self.events.append((now, "swap", payload))
-            self.on_event("swap", payload)
+            self.events.append((now, "swap", event))
+            self.on_event("swap", event)
