@@ -17,9 +17,9 @@ from confluent_kafka import Consumer
 from pydantic import BaseModel
 
 from gavel.records import Skipped, parse_record
-from gavel.schemas import DeadLetter, DriftAlert, ModelUpdate, ScoredPrice
+from gavel.schemas import DeadLetter, ScoredPrice
 from gavel.settings import Settings
-from gavel.topics import AUCTIONS_DEADLETTER, DRIFT_ALERTS, MODELS_UPDATES, PRICES_SCORED
+from gavel.topics import AUCTIONS_DEADLETTER, DRIFT_ALERTS, MODELS_UPDATES, PRICES_SCORED, spec
 from shell.kafka import consumer_config
 
 SCRAPE_EVERY_S = 2.0
@@ -65,15 +65,6 @@ class OutputStats:
         values = np.asarray(self.latencies_s)
         warming = values[:, 0] < values[:, 0].min() + warmup_s
         return values[~warming, 1], values[warming, 1]
-
-
-#: Each topic the watcher reads, with the contract it is parsed with.
-SCHEMAS: dict[str, type[BaseModel]] = {
-    PRICES_SCORED: ScoredPrice,
-    AUCTIONS_DEADLETTER: DeadLetter,
-    DRIFT_ALERTS: DriftAlert,
-    MODELS_UPDATES: ModelUpdate,
-}
 
 
 class OutputWatcher:
@@ -153,7 +144,7 @@ class OutputWatcher:
 
     def _record(self, topic: str, key: bytes | None, value: bytes | None) -> None:
         now = time.time()
-        event = parse_record(value, SCHEMAS[topic])
+        event = parse_record(value, spec(topic).value)
         stats = self.stats
         new_version = False
         with self._lock:
