@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 import uuid
@@ -47,7 +46,7 @@ from shell.kafka import (  # noqa: E402
     producer_config,
 )
 from shell.stack import manager  # noqa: E402
-from shell.stack.process import ManagedProcess, wait_until  # noqa: E402
+from shell.stack.process import start_gavel, wait_until  # noqa: E402
 from stream_app.batch import IncomingEvent, score_batch  # noqa: E402
 from stream_app.model import LoadedModel  # noqa: E402
 from trainer.split import time_split  # noqa: E402
@@ -173,9 +172,7 @@ def peak_rss_mb(pid: int) -> float:
 
 
 def monitor_process(settings: Settings, total: int) -> dict:
-    process = ManagedProcess("bench-monitor", settings.stack_dir / "bench")
-    env = {**os.environ, **settings.to_env()}
-    process.start([sys.executable, "-m", "shell.cli", "monitor"], env=env)
+    process = start_gavel("bench-monitor", ["monitor"], settings, settings.stack_dir / "bench")
     url = f"http://{settings.host}:{settings.monitor_metrics_port}/metrics"
     try:
         wait_until(lambda: processed(url) > 0, 120, 0.05)

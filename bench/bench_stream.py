@@ -41,7 +41,7 @@ from shell.kafka import (  # noqa: E402
     producer_config,
 )
 from shell.stack import manager  # noqa: E402
-from shell.stack.process import ManagedProcess, wait_until  # noqa: E402
+from shell.stack.process import ManagedProcess, start_gavel, wait_until  # noqa: E402
 from stream_app.batch import IncomingEvent, score_batch  # noqa: E402
 from stream_app.model import RegistryModelSource  # noqa: E402
 from trainer.split import time_split  # noqa: E402
@@ -88,10 +88,7 @@ def output_timestamps(settings: Settings, topics: tuple[str, ...]) -> list[dict]
 
 
 def start_worker(settings: Settings, workdir: Path) -> ManagedProcess:
-    process = ManagedProcess("bench-worker", workdir)
-    env = {**os.environ, **settings.to_env()}
-    process.start([sys.executable, "-m", "shell.cli", "worker", "--loglevel", "warning"], env=env)
-    return process
+    return start_gavel("bench-worker", ["worker", "--loglevel", "warning"], settings, workdir)
 
 
 def worker_throughput(settings: Settings, listings: int, workdir: Path) -> dict:

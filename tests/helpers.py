@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import sys
 import time
@@ -18,7 +17,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from gavel.settings import Settings
 from shell.kafka import consumer_config
-from shell.stack.process import ManagedProcess, wait_until
+from shell.stack.process import ManagedProcess, start_gavel, wait_until
 
 
 @dataclass(frozen=True)
@@ -48,9 +47,7 @@ def service(
     timeout_s: float = 90.0,
 ) -> Iterator[ManagedProcess]:
     """Run ``gavel <args>`` as a child process with ``settings``; stop it afterwards."""
-    process = ManagedProcess(name, workdir)
-    env = {**os.environ, **settings.to_env(), "PYTHONUNBUFFERED": "1"}
-    process.start([sys.executable, "-m", "shell.cli", *args], env=env)
+    process = start_gavel(name, args, settings, workdir)
     try:
         if ready is not None:
             deadline = time.monotonic() + timeout_s

@@ -7,9 +7,7 @@ the frozen first model's) and a plot.
 
 from __future__ import annotations
 
-import os
 import shutil
-import sys
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -30,7 +28,7 @@ from shell.demo.story import Phases, phases, served_frame
 from shell.demo.watch import OutputWatcher
 from shell.kafka import delete_topics_with_prefix, ensure_topics
 from shell.stack import manager
-from shell.stack.process import ManagedProcess, StackError, wait_until
+from shell.stack.process import ManagedProcess, StackError, start_gavel, wait_until
 
 DEMO_MODEL = "gavel-demo"
 DEMO_NAMESPACE_PREFIX = "demo-"
@@ -104,10 +102,8 @@ def forget_previous_demos(settings: Settings) -> None:
 def start_service(
     name: str, args: list[str], settings: Settings, health_url: str | None, timeout_s: float = 90
 ) -> ManagedProcess:
-    process = ManagedProcess(f"demo-{name}", settings.stack_dir)
-    process.stop()
-    env = {**os.environ, **settings.to_env(), "PYTHONUNBUFFERED": "1"}
-    process.start([sys.executable, "-m", "shell.cli", *args], env=env)
+    ManagedProcess(f"demo-{name}", settings.stack_dir).stop()  # one left by an earlier run
+    process = start_gavel(f"demo-{name}", args, settings, settings.stack_dir)
 
     def healthy() -> bool:
         if health_url is None:

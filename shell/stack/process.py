@@ -1,4 +1,5 @@
-"""Detached server processes with a pid file and a log, for the local stack."""
+"""Detached processes with a pid file and a log: the local stack's servers, and Gavel's
+own services started by the demo, the benchmarks and the tests (:func:`start_gavel`)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,15 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gavel.settings import Settings
 
 
 class StackError(RuntimeError):
@@ -145,3 +151,20 @@ def _group_alive(pgid: int) -> bool:
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
+
+
+def start_gavel(
+    name: str,
+    args: Sequence[str],
+    settings: Settings,
+    workdir: Path,
+    env: Mapping[str, str] | None = None,
+) -> ManagedProcess:
+    """Start ``gavel <args>`` detached, with ``settings`` as its GAVEL_* environment.
+
+    Its log is ``<workdir>/logs/<name>.log``; stop it with ``.stop()``.
+    """
+    process = ManagedProcess(name, workdir)
+    child_env = {**os.environ, **settings.to_env(), "PYTHONUNBUFFERED": "1", **(env or {})}
+    process.start([sys.executable, "-m", "shell.cli", *args], env=child_env)
+    return process
