@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from gavel.features import TARGET
-from gavel.metrics import price_metrics
+from gavel.price_errors import price_metrics
 from gavel.schemas import DriftAlert, DriftKind, FeatureDrift, Severity
 from gavel.settings import Settings
 from monitor.alerting import EpisodeGate

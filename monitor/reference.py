@@ -16,7 +16,7 @@ import pandas as pd
 from evidently import Dataset
 
 from gavel.features import TARGET
-from gavel.metrics import bias, mape
+from gavel.price_errors import bias, mape
 from gavel.settings import Settings
 from monitor.drift import PREDICTION, as_dataset, monitored_frame
 from shell import registry

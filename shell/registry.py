@@ -39,7 +39,7 @@ PIP_REQUIREMENTS = ["scikit-learn", "xgboost", "pandas", "numpy", "cloudpickle"]
 
 
 @dataclass(frozen=True)
-class ChampionInfo:
+class VersionInfo:
     name: str
     version: str
     run_id: str
@@ -119,7 +119,7 @@ class RegistryUnavailable(RuntimeError):
 _ABSENT = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"}
 
 
-def champion(client: MlflowClient, model_name: str, strict: bool = False) -> ChampionInfo | None:
+def champion(client: MlflowClient, model_name: str, strict: bool = False) -> VersionInfo | None:
     """The version with alias ``champion``; None when there is none.
 
     With ``strict``, None means the registry answered that there is no champion, and a
@@ -158,13 +158,13 @@ def _absent(exc: Exception) -> bool:
     return isinstance(exc, MlflowException) and exc.error_code in _ABSENT
 
 
-def _info(client: MlflowClient, version: ModelVersion) -> ChampionInfo:
+def _info(client: MlflowClient, version: ModelVersion) -> VersionInfo:
     run = client.get_run(version.run_id) if version.run_id else None
     reference_mape = run.data.metrics.get("test_mape") if run else None
-    return ChampionInfo(version.name, str(version.version), version.run_id or "", reference_mape)
+    return VersionInfo(version.name, str(version.version), version.run_id or "", reference_mape)
 
 
-def version_info(client: MlflowClient, model_name: str, version: str) -> ChampionInfo:
+def version_info(client: MlflowClient, model_name: str, version: str) -> VersionInfo:
     return _info(client, client.get_model_version(model_name, version))
 
 

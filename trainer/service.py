@@ -37,10 +37,10 @@ from gavel.topics import DRIFT_ALERTS, MODELS_UPDATES
 from shell import redis_client, registry
 from shell.kafka import consumer_config, producer_config
 from shell.shutdown import stop_on_signals
+from trainer.alert_decision import Action, AlertDecision, PromotionRecord, TrainerState, assess
 from trainer.dependencies import Waits, backoff, dependency_of, failed_dependency
 from trainer.labelled import new_labels, retraining_split
 from trainer.lease import Lease, LeaseUnavailable, lease
-from trainer.retrain_policy import Action, AlertDecision, PromotionRecord, TrainerState, assess
 from trainer.split import SplitError, TimeSplit
 from trainer.training import TrainingResult, train_and_register
 from trainer.window import IncompleteRead, LabelledWindow

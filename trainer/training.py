@@ -17,7 +17,7 @@ from sklearn.pipeline import Pipeline
 from xgboost.callback import TrainingCallback
 
 from gavel.features import TARGET
-from gavel.metrics import prefixed, price_metrics
+from gavel.price_errors import prefixed, price_metrics
 from gavel.schemas import LISTING_FIELDS
 from gavel.settings import Settings
 from shell import registry
@@ -28,7 +28,7 @@ from trainer.pipeline import (
     fit_baseline,
     fit_xgboost,
 )
-from trainer.policy import PromotionDecision, decide_promotion
+from trainer.promotion_gate import PromotionDecision, decide_promotion
 from trainer.split import TimeSplit
 
 log = logging.getLogger(__name__)

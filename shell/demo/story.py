@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from gavel.metrics import absolute_percentage_errors, mape
+from gavel.price_errors import absolute_percentage_errors, mape
 from gavel.schemas import ScoredPrice
 
 

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from confluent_kafka import Producer
 
-from gavel.metrics import mape
+from gavel.price_errors import mape
 from gavel.schemas import DriftAlert, DriftKind, Severity
 from gavel.settings import Settings
 from gavel.topics import DRIFT_ALERTS, PRICES_SCORED

@@ -11,7 +11,7 @@ from gavel.topics import MODELS_UPDATES
 from producers.sources.synthetic import generate_auctions
 from shell import registry
 from tests.helpers import consume
-from trainer.retrain_policy import PromotionRecord, TrainerState
+from trainer.alert_decision import PromotionRecord, TrainerState
 from trainer.service import TrainerService
 from trainer.split import TimeSplit, time_split
 from trainer.training import train_and_register

@@ -12,8 +12,8 @@ import redis
 
 from gavel.schemas import DriftAlert, DriftKind, Severity
 from gavel.settings import Settings
+from trainer.alert_decision import PromotionRecord, TrainerState
 from trainer.lease import LeaseUnavailable, lease
-from trainer.retrain_policy import PromotionRecord, TrainerState
 from trainer.service import DECISIONS_KEPT, TrainerStore
 
 pytestmark = pytest.mark.integration

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from gavel.features import TARGET
-from gavel.metrics import price_metrics
+from gavel.price_errors import price_metrics
 from gavel.schemas import DriftAlert, DriftKind, Severity
 from gavel.settings import Settings
 from monitor.checkpoint import Checkpoint, decode, encode

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from gavel.features import TARGET
-from gavel.metrics import bias, mape
+from gavel.price_errors import bias, mape
 from gavel.settings import Settings
 from monitor.drift import MONITORED, PREDICTION
 from monitor.reference import Reference, ReferenceCache, build_reference

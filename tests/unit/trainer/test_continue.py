@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from gavel.features import TARGET
-from gavel.metrics import mape
+from gavel.price_errors import mape
 from tests.unit.trainer.test_pipeline import XGB_PARAMS, hand_built_auctions
 from trainer.lease import LeaseLost
 from trainer.pipeline import FittedModel, continue_xgboost, fit_baseline, fit_xgboost

@@ -19,6 +19,7 @@ from gavel.schemas import DriftAlert, DriftKind, Severity
 from gavel.settings import Settings
 from shell import registry
 from shell.registry import RegistryUnavailable
+from trainer.alert_decision import Action, AlertDecision, TrainerState
 from trainer.dependencies import (
     KAFKA,
     LEASE,
@@ -29,7 +30,6 @@ from trainer.dependencies import (
     dependency_of,
 )
 from trainer.lease import LeaseLost
-from trainer.retrain_policy import Action, AlertDecision, TrainerState
 from trainer.service import TrainerService, Undecided
 from trainer.window import IncompleteRead
 
@@ -187,7 +187,7 @@ def test_mlflow_down_is_waited_out_not_taken_for_no_champion(
 ) -> None:
     trainer, store = service(kinds=["data"])  # performance alerts are then ignored: no I/O
     answers: list[object] = [RegistryUnavailable("MLflow registry: down")] * 3
-    answers.append(registry.ChampionInfo("m", "1", "run", 0.1))
+    answers.append(registry.VersionInfo("m", "1", "run", 0.1))
 
     def champion(client: object, name: str, strict: bool = False) -> object:
         assert strict, "the trainer must tell 'down' from 'no champion'"
@@ -218,7 +218,7 @@ def test_a_registry_that_answers_no_champion_is_a_decision(monkeypatch: pytest.M
 def test_redis_down_is_waited_out(monkeypatch: pytest.MonkeyPatch) -> None:
     trainer, store = service(kinds=["data"])
     monkeypatch.setattr(
-        registry, "champion", lambda *a, **k: registry.ChampionInfo("m", "1", "run", 0.1)
+        registry, "champion", lambda *a, **k: registry.VersionInfo("m", "1", "run", 0.1)
     )
     store.down = 4  # load, load, ... fail; then Redis is back
     trainer.handle(message(alert()))
@@ -266,7 +266,7 @@ def test_stopping_before_an_alert_is_handled_decides_nothing() -> None:
 def test_a_lost_lease_retries_the_alert(monkeypatch: pytest.MonkeyPatch) -> None:
     trainer, store = service()
     monkeypatch.setattr(
-        registry, "champion", lambda *a, **k: registry.ChampionInfo("m", "1", "run", 0.1)
+        registry, "champion", lambda *a, **k: registry.VersionInfo("m", "1", "run", 0.1)
     )
     attempts = []
 
@@ -289,7 +289,7 @@ def test_a_failure_that_is_no_dependency_is_recorded_not_retried(
 ) -> None:
     trainer, store = service()
     monkeypatch.setattr(
-        registry, "champion", lambda *a, **k: registry.ChampionInfo("m", "1", "run", 0.1)
+        registry, "champion", lambda *a, **k: registry.VersionInfo("m", "1", "run", 0.1)
     )
     attempts = []
 

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from gavel.features import TARGET, listings_frame
-from gavel.metrics import mape
+from gavel.price_errors import mape
 from gavel.schemas import LISTING_FIELDS, Listing
 from producers.sources.frame import RECORD_COLUMNS
 from trainer.pipeline import XGB_DEFAULTS, FittedModel, fit_baseline, fit_xgboost

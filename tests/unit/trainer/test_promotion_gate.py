@@ -1,4 +1,4 @@
-"""Tests for trainer.policy.decide_promotion."""
+"""Tests for trainer.promotion_gate.decide_promotion."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from trainer.policy import decide_promotion
+from trainer.promotion_gate import decide_promotion
 
 
 def test_no_champion_promotes() -> None:

@@ -1,4 +1,4 @@
-"""Tests for trainer.retrain_policy: the order of `assess` and the trainer's remembered state."""
+"""Tests for trainer.alert_decision: the order of `assess` and the trainer's remembered state."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from gavel.schemas import DriftAlert, DriftKind, Severity
 from gavel.settings import TrainerSettings
-from trainer.retrain_policy import Action, PromotionRecord, TrainerState, assess
+from trainer.alert_decision import Action, PromotionRecord, TrainerState, assess
 
 T0 = datetime(2015, 5, 1, tzinfo=UTC)
 NOW = 100_000.0

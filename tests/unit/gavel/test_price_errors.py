@@ -1,4 +1,4 @@
-"""Tests for gavel.metrics with hand-computed values."""
+"""Tests for gavel.price_errors with hand-computed values."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from gavel.metrics import (
+from gavel.price_errors import (
     absolute_percentage_errors,
     bias,
     mae,
