@@ -19,6 +19,8 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gavel.schemas import DriftKind, Severity
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -79,8 +81,10 @@ class MonitorSettings(BaseModel):
 class TrainerSettings(BaseModel):
     """The retraining service (env ``GAVEL_TRAINER__<NAME>``)."""
 
-    kinds: list[str] = Field(["performance"], description="Alert kinds that may retrain.")
-    min_severity: str = Field("warning", pattern="^(warning|critical)$")
+    kinds: list[DriftKind] = Field(
+        [DriftKind.PERFORMANCE], description="Alert kinds that may retrain."
+    )
+    min_severity: Severity = Severity.WARNING
     cooldown_s: float = Field(900.0, ge=0, description="Quiet time after a training.")
     min_new_labels: int = Field(
         5000,
