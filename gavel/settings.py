@@ -14,6 +14,7 @@ import json
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
@@ -338,14 +339,14 @@ class Settings(BaseSettings):
         """The namespaced consumer-group (or Faust app) id of a service."""
         return f"{self.namespace}gavel-{service}"
 
-    def _explicit_values(self, mode: str = "python") -> dict[str, object]:
+    def _explicit_values(self, mode: str = "python") -> dict[str, Any]:
         values = self.model_dump(mode=mode)
         for name, local in self._local_connections().items():
             if values[name] == local:
                 del values[name]  # derived from the ports: let it follow them
         return values
 
-    def replace(self, **changes: object) -> Settings:
+    def replace(self, **changes: Any) -> Settings:
         """A copy with ``changes``; connection URLs follow changed ports unless set explicitly."""
         return Settings(**{**self._explicit_values(), **changes})
 

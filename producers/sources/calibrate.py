@@ -148,7 +148,7 @@ def _counts(series: pd.Series, *, top: int | None = None) -> dict[str, int]:
     return {str(key): int(value) for key, value in counts.items()}
 
 
-def _quantiles(values: np.ndarray) -> list[float]:
+def _quantiles(values: np.ndarray | pd.Series) -> list[float]:
     return [round(float(q), 4) for q in np.quantile(values, QUANTILE_PROBS)]
 
 
