@@ -23,9 +23,10 @@ venv: $(STAMP)  ## create .venv and install Gavel with its dev tools
 system-deps:  ## install redis-server and prometheus from apt when missing (as root)
 	@deploy/local/install-system-deps.sh
 
-lint: venv  ## ruff lint and format check
+lint: venv  ## ruff lint and format check, mypy type check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: venv  ## apply ruff fixes and formatting
 	$(BIN)/ruff check --fix .

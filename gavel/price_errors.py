@@ -19,7 +19,8 @@ def _arrays(actual: ArrayLike, predicted: ArrayLike) -> tuple[np.ndarray, np.nda
 
 def absolute_percentage_errors(actual: ArrayLike, predicted: ArrayLike) -> np.ndarray:
     y, p = _arrays(actual, predicted)
-    return np.abs(p - y) / y
+    errors: np.ndarray = np.abs(p - y) / y
+    return errors
 
 
 def mape(actual: ArrayLike, predicted: ArrayLike) -> float:

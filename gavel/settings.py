@@ -14,10 +14,13 @@ import json
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from gavel.schemas import DriftKind, Severity
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -79,8 +82,10 @@ class MonitorSettings(BaseModel):
 class TrainerSettings(BaseModel):
     """The retraining service (env ``GAVEL_TRAINER__<NAME>``)."""
 
-    kinds: list[str] = Field(["performance"], description="Alert kinds that may retrain.")
-    min_severity: str = Field("warning", pattern="^(warning|critical)$")
+    kinds: list[DriftKind] = Field(
+        [DriftKind.PERFORMANCE], description="Alert kinds that may retrain."
+    )
+    min_severity: Severity = Severity.WARNING
     cooldown_s: float = Field(900.0, ge=0, description="Quiet time after a training.")
     min_new_labels: int = Field(
         5000,
@@ -334,14 +339,14 @@ class Settings(BaseSettings):
         """The namespaced consumer-group (or Faust app) id of a service."""
         return f"{self.namespace}gavel-{service}"
 
-    def _explicit_values(self, mode: str = "python") -> dict[str, object]:
+    def _explicit_values(self, mode: str = "python") -> dict[str, Any]:
         values = self.model_dump(mode=mode)
         for name, local in self._local_connections().items():
             if values[name] == local:
                 del values[name]  # derived from the ports: let it follow them
         return values
 
-    def replace(self, **changes: object) -> Settings:
+    def replace(self, **changes: Any) -> Settings:
         """A copy with ``changes``; connection URLs follow changed ports unless set explicitly."""
         return Settings(**{**self._explicit_values(), **changes})
 

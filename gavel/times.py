@@ -54,6 +54,6 @@ def as_utc_timestamp(value: str | date | datetime | pd.Timestamp) -> pd.Timestam
     import pandas as pd
 
     stamp = pd.Timestamp(value)
-    if stamp is pd.NaT:
+    if pd.isna(stamp):  # NaT, which pandas-stubs do not expect from the constructor
         return stamp
     return pd.Timestamp(as_utc(stamp))

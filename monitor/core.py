@@ -21,7 +21,7 @@ import pandas as pd
 
 from gavel.features import TARGET
 from gavel.price_errors import price_metrics
-from gavel.schemas import DriftAlert, DriftKind, FeatureDrift, Severity
+from gavel.schemas import DriftAlert, DriftKind, Severity
 from gavel.settings import Settings
 from monitor.alerting import EpisodeGate
 from monitor.drift import PREDICTION, DriftDetector, DriftResult, monitored_frame
@@ -71,6 +71,12 @@ class MonitorState:
 
 class Monitor:
     """Feed it scored prices, sales and champion changes; it returns the alerts to publish."""
+
+    # Set by _reset_windows (at the start and on every new champion) and by restore.
+    scored_windows: TumblingWindows[ScoredRow]
+    labelled_windows: TumblingWindows[Joined]
+    recent_labelled: deque[Joined]
+    bias_detector: StreamingBiasDetector | None
 
     def __init__(
         self,
@@ -160,14 +166,10 @@ class Monitor:
         self.metrics.reference_mape.set(self.reference.mape)
 
     def _reset_windows(self) -> None:
-        self.scored_windows: TumblingWindows[ScoredRow] = TumblingWindows(
-            self.config.window_events, self.period
-        )
-        self.labelled_windows: TumblingWindows[Joined] = TumblingWindows(
-            self.config.performance_window_events, self.period
-        )
-        self.recent_labelled: deque[Joined] = deque(maxlen=self.config.performance_window_events)
-        self.bias_detector: StreamingBiasDetector | None = None
+        self.scored_windows = TumblingWindows(self.config.window_events, self.period)
+        self.labelled_windows = TumblingWindows(self.config.performance_window_events, self.period)
+        self.recent_labelled = deque(maxlen=self.config.performance_window_events)
+        self.bias_detector = None
         if self.reference is not None:
             self.bias_detector = StreamingBiasDetector(
                 self._performance_check(), self.config.adwin_delta, self.config.adwin_min_width
@@ -337,10 +339,11 @@ class Monitor:
         self, kind: DriftKind, severity: Severity, window: Window[Any], result: DriftResult
     ) -> DriftAlert:
         alert = self._base_alert(kind, severity, window)
-        drifted: list[FeatureDrift] = (
-            result.drifted if kind is DriftKind.DATA else [result.prediction]  # type: ignore[list-item]
-        )
-        alert.drifted_features = drifted
+        if kind is DriftKind.DATA:
+            alert.drifted_features = result.drifted
+        else:
+            assert result.prediction is not None  # a prediction alert needs its drift result
+            alert.drifted_features = [result.prediction]
         alert.share_drifted = result.share_drifted
         if result.snapshot is not None:
             path = self.reports.path_for(kind, alert.alert_id, alert.detected_at)
@@ -353,7 +356,7 @@ class Monitor:
         breach: Breach,
         window: Window[Joined],
         frame: pd.DataFrame,
-        metrics: dict,
+        metrics: dict[str, float],
         detector: str = "window",
     ) -> DriftAlert:
         assert self.reference is not None

@@ -75,8 +75,10 @@ class PredictionJoin:
         Future sales come after the sales watermark, and a future prediction's sale comes
         after its listing, hence after the predictions watermark.
         """
-        marks = (self.prediction_watermark.value, self.sale_watermark.value)
-        return None if None in marks else min(marks)  # type: ignore[type-var]
+        predictions, sales = self.prediction_watermark.value, self.sale_watermark.value
+        if predictions is None or sales is None:
+            return None
+        return min(predictions, sales)
 
     def add_prediction(
         self, auction_id: str, listed_at: datetime, prediction: ScoredRow, partition: int = 0

@@ -73,12 +73,12 @@ class StreamingBiasDetector:
     def __init__(self, check: PerformanceCheck, delta: float, min_width: int) -> None:
         self.check = check
         self.min_width = min_width
-        self.adwin = ADWIN(delta=delta)
+        self.adwin = ADWIN(delta=delta)  # type: ignore[no-untyped-call]  # river: ADWIN is unannotated
 
     def update(self, relative_error: float) -> Breach | None:
         if not math.isfinite(relative_error):
             return None
-        self.adwin.update(relative_error)
+        self.adwin.update(relative_error)  # type: ignore[no-untyped-call]  # river: ADWIN is unannotated
         if self.adwin.width < self.min_width:
             return None
         shift = self.adwin.estimation - self.check.reference_bias

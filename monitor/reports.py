@@ -12,9 +12,9 @@ from evidently import DataDefinition, Dataset, Regression, Report
 from evidently.core.report import Snapshot
 from evidently.presets import RegressionPreset
 
-from gavel.features import TARGET
+from gavel.features import MONITORED_CATEGORICAL, TARGET
 from gavel.schemas import DriftKind
-from monitor.drift import MONITORED_CATEGORICAL, PREDICTION
+from monitor.drift import PREDICTION
 
 log = logging.getLogger(__name__)
 

@@ -159,6 +159,8 @@ class MonitorService:
                 log.warning("consumer error: %s", error)
             return
         topic, partition, offset = message.topic(), message.partition(), message.offset()
+        # A consumed record (not an error) always has all three.
+        assert topic is not None and partition is not None and offset is not None
         source = self.topics[topic]
         try:
             self._process(source, message.value(), partition)
@@ -270,6 +272,10 @@ class MonitorService:
 
     # -- dependencies ---------------------------------------------------------------------
 
+    def _sleep(self, seconds: float) -> None:
+        """A backoff sleep that a stop cuts short."""
+        self.stop.wait(seconds)
+
     def _patiently(self, dependency: str, call: Callable[[], T]) -> T:
         """``call()``, retried with exponential backoff until it succeeds or we stop."""
 
@@ -289,7 +295,7 @@ class MonitorService:
             wait=wait_exponential(multiplier=0.5, max=30),
             stop=stop_when_event_set(self.stop),
             before_sleep=waiting,
-            sleep=self.stop.wait,
+            sleep=self._sleep,
         )
         try:
             return retrying(call)

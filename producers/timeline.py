@@ -41,7 +41,8 @@ class Timeline:
 
     @property
     def kinds(self) -> np.ndarray:
-        return _KIND_NAMES[self.kind_codes]
+        names: np.ndarray = _KIND_NAMES[self.kind_codes]
+        return names
 
 
 def parse_duration(text: str) -> timedelta:

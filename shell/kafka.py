@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol, TypedDict, Unpack
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]  # re-exported without __all__
 
 from gavel.settings import Settings
 from gavel.topics import TOPICS
@@ -75,8 +76,8 @@ def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> dict[str, int]
         if all(name in metadata and metadata[name].partitions for name in names):
             return {name: len(metadata[name].partitions) for name in names}
         if time.monotonic() > deadline:
-            missing = [name for name in names if name not in metadata]
-            raise KafkaException(f"topics {missing} did not appear within {timeout_s}s")
+            absent = [name for name in names if name not in metadata]
+            raise KafkaException(f"topics {absent} did not appear within {timeout_s}s")
         time.sleep(0.2)
 
 
@@ -129,10 +130,29 @@ def consumer_config(settings: Settings, group_id: str, **overrides: Any) -> dict
     return config
 
 
+#: A delivery report: ``(error or None, message)``.
+DeliveryCallback = Callable[[KafkaError | None, Any], None]
+
+
+class ProduceOptions(TypedDict, total=False):
+    """The options of ``Producer.produce`` that Gavel passes through :func:`produce_waiting`."""
+
+    on_delivery: DeliveryCallback
+    timestamp: int  # milliseconds since the epoch
+
+
 class Producing(Protocol):
     """What :func:`produce_waiting` needs of a producer (confluent-kafka's, or a fake)."""
 
-    def produce(self, topic: str, value: bytes, key: bytes | None, **kwargs: Any) -> None: ...
+    def produce(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None,
+        *,
+        on_delivery: DeliveryCallback = ...,
+        timestamp: int = ...,
+    ) -> None: ...
 
     def poll(self, timeout: float = ...) -> int: ...
 
@@ -144,11 +164,11 @@ FULL_QUEUE_WARNING_S = 5.0
 def produce_waiting(
     producer: Producing,
     topic: str,
-    value: bytes,
+    value: bytes | None,
     key: bytes | None = None,
     *,
     poll_s: float = 0.05,
-    **kwargs: Any,
+    **kwargs: Unpack[ProduceOptions],
 ) -> None:
     """Produce one message, serving deliveries while the local queue is full.
 

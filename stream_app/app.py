@@ -26,10 +26,12 @@ import sys
 import threading
 import time
 from collections import Counter
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, Protocol, cast
 
 import faust
 import orjson
+from aiohttp import web
 from confluent_kafka import KafkaError, Producer
 from faust.types import EventT
 from faust.web import Request, Response, View
@@ -38,7 +40,7 @@ from prometheus_client import generate_latest
 from gavel.schemas import DeadLetterReason
 from gavel.settings import Settings
 from gavel.topics import AUCTIONS_DEADLETTER, AUCTIONS_LISTED, PRICES_SCORED
-from shell.kafka import producer_config
+from shell.kafka import Producing, producer_config
 from shell.updates import UpdateFollower
 from stream_app import faust_tuning
 from stream_app.batch import SCORED, BatchResult, IncomingEvent, Limits, score_batch
@@ -58,11 +60,38 @@ PROMETHEUS_TEXT = "text/plain; version=0.0.4"  # aiohttp adds the charset itself
 EXIT_OUTPUTS_FAILED = 3
 
 
+#: A coroutine function that Faust runs as a task or a timer.
+Task = Callable[[], Awaitable[None]]
+
+
+def on_start(app: faust.App) -> Callable[[Task], Task]:
+    """``@app.task``, with its type: Faust declares ``App.task`` ``@no_type_check``."""
+    return cast(Callable[[Task], Task], app.task)
+
+
+def every(app: faust.App, interval_s: float) -> Callable[[Task], Task]:
+    """``@app.timer(interval_s)``, with its type: Faust declares it ``@no_type_check``."""
+    timer = cast(Callable[[float], Callable[[Task], Task]], app.timer)
+    return timer(interval_s)
+
+
+class EventBatches(Protocol):
+    """What the agent uses of its Faust stream.
+
+    ``faust.Stream.noack_take`` yields the buffered *events* (to acknowledge later),
+    although Faust types them as values; ``StreamT`` does not declare it at all.
+    """
+
+    def noack_take(self, max_: int, within: float) -> AsyncIterator[Sequence[EventT[bytes]]]: ...
+
+    async def ack(self, event: EventT[bytes]) -> bool: ...
+
+
 def _raw_topic(app: faust.App, name: str) -> faust.TopicT:
     return app.topic(name, key_type=bytes, value_type=bytes, value_serializer="raw")
 
 
-def _incoming(event: EventT) -> IncomingEvent:
+def _incoming(event: EventT[bytes]) -> IncomingEvent:
     message = event.message
     return IncomingEvent(
         key=message.key,
@@ -91,7 +120,7 @@ class ScoringWorker:
         self,
         settings: Settings,
         holder: ModelHolder | None = None,
-        producer: Producer | None = None,
+        producer: Producing | None = None,
         on_fatal: Any = None,
     ) -> None:
         self.settings = settings
@@ -192,13 +221,15 @@ class ScoringWorker:
             else:
                 self.metrics.events_deadlettered.labels(reason=outcome).inc(count)
 
-    async def run_agent(self, stream: faust.StreamT) -> None:
+    async def run_agent(self, stream: EventBatches) -> None:
         """Take micro-batches, score them, acknowledge each once its outputs are written."""
         model = await self.holder.wait_ready()
         log.info("scoring %s with %s v%s", self.settings.topic(AUCTIONS_LISTED), *model_id(model))
         in_flight = asyncio.Semaphore(BATCHES_IN_FLIGHT)
 
-        async def ack_when_delivered(delivered: asyncio.Future[Counter[str]], events: list) -> None:
+        async def ack_when_delivered(
+            delivered: asyncio.Future[Counter[str]], events: Sequence[EventT[bytes]]
+        ) -> None:
             try:
                 self.count_delivered(await delivered)
                 for event in events:
@@ -352,26 +383,27 @@ def create_app(settings: Settings, worker: ScoringWorker | None = None) -> faust
     """A Faust app that prices ``auctions.listed`` with the registry's champion."""
     faust_tuning.apply()
     app = faust.App(settings.group("worker"), **faust_settings(settings))
-    worker = worker or ScoringWorker(settings)
-    holder = worker.holder
+    scorer = worker or ScoringWorker(settings)
+    holder = scorer.holder
     listed = _raw_topic(app, settings.topic(AUCTIONS_LISTED))
 
     @app.agent(listed, name="score_listings")
-    async def score_listings(stream: faust.StreamT) -> None:
-        await worker.run_agent(stream)
+    async def score_listings(stream: faust.StreamT[bytes]) -> None:
+        # Faust's stream is a faust.Stream: it has noack_take, which StreamT does not declare.
+        await scorer.run_agent(cast(EventBatches, stream))
 
-    @app.task
+    @on_start(app)
     async def serve_delivery_reports() -> None:
-        await worker.outputs.serve()
+        await scorer.outputs.serve()
 
-    @app.task
+    @on_start(app)
     async def lighten() -> None:
         # Faust's built-in Monitor sensor books every event for its /stats page, which
         # Gavel does not use (its own metrics are at /metrics): about 6% of the worker.
         with contextlib.suppress(KeyError):
             app.sensors.remove(app.monitor)
 
-    @app.task
+    @on_start(app)
     async def load_champion() -> None:
         if not await holder.refresh(why="startup"):
             log.warning(
@@ -379,11 +411,11 @@ def create_app(settings: Settings, worker: ScoringWorker | None = None) -> faust
                 settings.model_name,
             )
 
-    @app.timer(settings.worker_poll_alias_s)
+    @every(app, settings.worker_poll_alias_s)
     async def poll_champion_alias() -> None:
         await holder.refresh(why="alias poll")
 
-    @app.task
+    @on_start(app)
     async def follow_model_updates() -> None:
         loop = asyncio.get_running_loop()
 
@@ -392,20 +424,20 @@ def create_app(settings: Settings, worker: ScoringWorker | None = None) -> faust
 
         UpdateFollower(settings, "worker").start(on_champion)
 
-    @app.timer(LAG_INTERVAL_S)
+    @every(app, LAG_INTERVAL_S)
     async def measure_lag() -> None:
         with contextlib.suppress(Exception):  # the broker may be away; health says so
-            worker.record_lag(await consumer_lag(app, listed.get_topic_name()))
+            scorer.record_lag(await consumer_lag(app, listed.get_topic_name()))
 
     @app.on_before_shutdown.connect
-    async def drain_and_commit(sender: faust.App, **kwargs: Any) -> None:
+    async def drain_and_commit(sender: faust.App, /, *args: Any, **kwargs: Any) -> None:
         # Runs once Faust paused the partitions; its consumer commits again after this.
         budget = settings.worker_stop_timeout_s
         watchdog = threading.Timer(budget + 1.5, exit_now, ("shutdown overran", 0))
         watchdog.daemon = True
         watchdog.start()
         started = time.monotonic()
-        batches = await worker.drain(budget * 0.75)
+        batches = await scorer.drain(budget * 0.75)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(app.consumer.commit(), budget * 0.2)
         log.info(
@@ -417,14 +449,14 @@ def create_app(settings: Settings, worker: ScoringWorker | None = None) -> faust
     @app.page("/health")
     class Health(View):
         async def get(self, request: Request) -> Response:
-            body, status = worker.health()
+            body, status = scorer.health()
             return self.json(body, status=status)
 
     @app.page("/metrics")
     class Metrics(View):
         async def get(self, request: Request) -> Response:
-            worker.health()  # refreshes the healthy gauge
-            exposition = generate_latest(worker.metrics.registry).decode()
+            scorer.health()  # refreshes the healthy gauge
+            exposition = generate_latest(scorer.metrics.registry).decode()
             return self.text(exposition, content_type=PROMETHEUS_TEXT)
 
     predicting = asyncio.Semaphore(settings.worker_predict_concurrency)
@@ -432,15 +464,16 @@ def create_app(settings: Settings, worker: ScoringWorker | None = None) -> faust
     @app.page("/predict")
     class Predict(View):
         async def post(self, request: Request) -> Response:
+            http = cast(web.Request, request)  # what Faust's aiohttp driver hands its views
             limit = settings.worker_predict_max_bytes
-            refusal = admit(request.content_type, request.content_length, limit)
+            refusal = admit(http.content_type, http.content_length, limit)
             if refusal is not None:
                 return self.json({"detail": refusal.detail}, status=refusal.status)
             if predicting.locked():  # a bound, not a queue: the stream comes first
                 busy = {"detail": "too many predictions at once; retry shortly"}
                 return self.json(busy, status=429, headers={"Retry-After": "1"})
             async with predicting:
-                body = await request.content.read(limit + 1)
+                body = await http.content.read(limit + 1)
                 if len(body) > limit:
                     return self.json({"detail": f"body exceeds {limit} bytes"}, status=413)
                 return await self.price(body)
@@ -453,7 +486,7 @@ def create_app(settings: Settings, worker: ScoringWorker | None = None) -> faust
             if model is None:
                 return self.json({"detail": "no champion model loaded yet"}, status=503)
             prices = await asyncio.to_thread(model.predict, listings)
-            body: dict[str, Any] = {
+            priced: dict[str, Any] = {
                 "model_name": model.name,
                 "model_version": model.version,
                 "predictions": [
@@ -461,7 +494,7 @@ def create_app(settings: Settings, worker: ScoringWorker | None = None) -> faust
                     for listing, p in zip(listings, prices, strict=True)
                 ],
             }
-            return self.bytes(orjson.dumps(body), content_type="application/json")
+            return self.bytes(orjson.dumps(priced), content_type="application/json")
 
     return app
 

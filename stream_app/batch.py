@@ -41,9 +41,14 @@ DEFAULT_DEADLETTER_PAYLOAD_BYTES = 8192
 
 
 class BatchModel(Protocol):
-    name: str
-    version: str
-    source: str
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def version(self) -> str: ...
+
+    @property
+    def source(self) -> str: ...
 
     def predict(self, listings: Sequence[Listing]) -> np.ndarray: ...
 
@@ -168,7 +173,8 @@ def predict_isolating_failures(
     try:
         prices = np.asarray(model.predict(listings), dtype=float)
         if len(prices) == len(listings) and np.isfinite(prices).all() and (prices > 0).all():
-            return prices.tolist()
+            priced: list[float | Invalid] = prices.tolist()
+            return priced
     except Exception as exc:
         log.warning("batch of %d failed to score (%s); isolating rows", len(listings), exc)
     results: list[float | Invalid] = []

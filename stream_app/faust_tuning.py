@@ -26,4 +26,4 @@ def _create_worker_consumer(self: Any, transport: Any) -> Any:
 
 
 def apply() -> None:
-    faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer = _create_worker_consumer
+    faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer = _create_worker_consumer  # type: ignore[method-assign]  # patching Faust on purpose

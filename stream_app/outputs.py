@@ -31,12 +31,12 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 
 from gavel.schemas import DeadLetterReason
-from shell.kafka import produce_waiting
+from shell.kafka import Producing, produce_waiting
 from stream_app.batch import Output, dead_letter
 from stream_app.validation import Invalid
 
@@ -49,12 +49,6 @@ _TOO_LARGE = {
     KafkaError.RECORD_LIST_TOO_LARGE,
     KafkaError.INVALID_MSG_SIZE,
 }
-
-
-class Producer(Protocol):
-    def produce(self, topic: str, value: bytes, key: bytes | None, on_delivery: Any) -> None: ...
-
-    def poll(self, timeout: float = ...) -> int: ...
 
 
 class Verdict(enum.Enum):
@@ -92,7 +86,7 @@ def backoff_s(attempt: int, base_s: float = 0.5, cap_s: float = 8.0) -> float:
     >>> [backoff_s(n) for n in (1, 2, 3, 6)]
     [0.5, 1.0, 2.0, 8.0]
     """
-    return min(base_s * 2 ** (attempt - 1), cap_s)
+    return min(base_s * 2.0 ** (attempt - 1), cap_s)
 
 
 class OutputsFailed(Exception):
@@ -151,7 +145,7 @@ class BatchOutputs:
 
     def __init__(
         self,
-        producer: Producer,
+        producer: Producing,
         policy: OutputPolicy,
         on_fatal: Callable[[str], None] | None = None,
         on_error: Callable[[Verdict, KafkaError], None] | None = None,

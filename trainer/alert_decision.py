@@ -77,12 +77,12 @@ def assess(
     rollback = _rollback_due(alert, state, config, now)
     if rollback is not None:
         return rollback
-    if alert.kind.value not in config.kinds:
+    if alert.kind not in config.kinds:
         return AlertDecision(
             Action.IGNORE,
             f"{alert.kind.value} alerts do not retrain (kinds: {', '.join(config.kinds)})",
         )
-    if _SEVERITY_RANK[alert.severity] < _SEVERITY_RANK[Severity(config.min_severity)]:
+    if _SEVERITY_RANK[alert.severity] < _SEVERITY_RANK[config.min_severity]:
         return AlertDecision(
             Action.IGNORE, f"severity {alert.severity.value} is below {config.min_severity}"
         )

@@ -180,10 +180,14 @@ class TrainerService:
             retry=retry_if_exception(lambda exc: dependency_of(exc) is not None),
             wait=backoff(self.config.retry_initial_s, self.config.retry_max_s),
             stop=lambda _: self.stop.is_set(),
-            sleep=self.stop.wait,
+            sleep=self._sleep,
             before_sleep=self._on_dependency_down,
             reraise=True,
         )
+
+    def _sleep(self, seconds: float) -> None:
+        """A backoff sleep that a stop cuts short."""
+        self.stop.wait(seconds)
 
     def _on_dependency_down(self, state: RetryCallState) -> None:
         dependency = failed_dependency(state)
@@ -205,8 +209,11 @@ class TrainerService:
     def _decide(self, message: Message) -> None:
         if self.stop.is_set():
             raise Undecided("stopping")
+        value = message.value()
         try:
-            alert = DriftAlert.model_validate_json(message.value())
+            if value is None:
+                raise ValueError("the record has no value")
+            alert = DriftAlert.model_validate_json(value)
         except ValueError as exc:
             log.warning("ignoring unreadable alert at offset %d: %s", message.offset(), exc)
             self._record(None, Action.IGNORE, f"unreadable alert: {exc}")

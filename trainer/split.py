@@ -104,6 +104,6 @@ def auto_cutoff(frame: pd.DataFrame, test_share: float = 0.15) -> pd.Timestamp:
     Falls back to the quantile day itself when the month start would leave no training rows.
     """
     times = frame["listed_at"]
-    quantile = times.quantile(1.0 - test_share)
+    quantile = pd.Timestamp(times.quantile(1.0 - test_share))  # the stubs say float
     month_start = quantile.normalize().replace(day=1)
     return month_start if (times < month_start).mean() > 0.5 else quantile.normalize()

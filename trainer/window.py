@@ -123,12 +123,13 @@ class TopicReader:
                     if message.error():
                         log.debug("%s: %s", self.name, message.error())
                         continue
-                    p, offset = message.partition(), message.offset()
-                    if offset < self.positions[p] or offset >= ends[p]:
+                    part, offset = message.partition(), message.offset()
+                    assert part is not None and offset is not None  # a consumed record has both
+                    if offset < self.positions[part] or offset >= ends[part]:
                         continue  # past the watermark captured: the next refresh's
                     handle(message.value())
                     handled += 1
-                    self.positions[p] = offset + 1
+                    self.positions[part] = offset + 1
                 for tp in self.consumer.position(
                     [TopicPartition(self.name, p) for p in remaining(self.positions, ends)]
                 ):

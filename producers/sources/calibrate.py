@@ -148,7 +148,7 @@ def _counts(series: pd.Series, *, top: int | None = None) -> dict[str, int]:
     return {str(key): int(value) for key, value in counts.items()}
 
 
-def _quantiles(values: np.ndarray) -> list[float]:
+def _quantiles(values: np.ndarray | pd.Series) -> list[float]:
     return [round(float(q), 4) for q in np.quantile(values, QUANTILE_PROBS)]
 
 
@@ -292,6 +292,8 @@ def _makes(clean: pd.DataFrame, fit_rows: pd.DataFrame) -> dict[str, Any]:
     offsets = fit_rows.dropna(subset=["trim"]).groupby(["make", "model", "trim"])["offset"].first()
     makes: dict[str, Any] = {}
     for make, make_rows in rows.groupby("make", sort=False):
+        if make not in make_level:
+            continue  # none of its rows could be fitted (all lack odometer, condition or mmr)
         models: dict[str, Any] = {}
         for model, model_rows in make_rows.groupby("model", sort=False):
             if (make, model) not in kept:
@@ -300,7 +302,7 @@ def _makes(clean: pd.DataFrame, fit_rows: pd.DataFrame) -> dict[str, Any]:
             trims = _counts(model_rows["trim"], top=MAX_TRIMS_PER_MODEL)
             models[str(model)] = {
                 "n": len(model_rows),
-                "level": round(float(model_level.get((make, model), make_level.get(make))), 3),
+                "level": round(float(model_level.get((make, model), make_level[make])), 3),
                 "age": [round(float(age.mean()), 1), round(float(max(age.std(), 0.5)), 1)],
                 "bodies": _counts(model_rows["body"]),
                 "trims": {
@@ -308,7 +310,7 @@ def _makes(clean: pd.DataFrame, fit_rows: pd.DataFrame) -> dict[str, Any]:
                     for trim, count in trims.items()
                 },
             }
-        if not models or make not in make_level:
+        if not models:
             continue
         models = dict(sorted(models.items(), key=lambda item: -item[1]["n"]))
         makes[str(make)] = {

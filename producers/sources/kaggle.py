@@ -242,7 +242,7 @@ def load_kaggle_csv(
     """
     path = Path(path)
     with _status(progress, f"Reading {path.name}") as say:
-        compression = "gzip" if _is_gzip(path) else None
+        compression: Literal["gzip"] | None = "gzip" if _is_gzip(path) else None
         raw = pd.read_csv(path, dtype=str, keep_default_na=False, compression=compression)
         say(f"Cleaning {len(raw):,} rows")
         return _normalise(
@@ -336,7 +336,7 @@ def _normalise(
     kept = _kept_listings(rows, reject.isna())
     invalid = _invalid_rows(kept)
     if len(invalid):
-        reject.loc[invalid] = "invalid_listing"
+        reject.loc[pd.Index(invalid)] = "invalid_listing"
         kept = kept.drop(index=invalid)
     return _load_result(kept, reject, rows.repairs)
 
@@ -455,8 +455,12 @@ def _descriptions(text: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, pd.Series
     out["body"], repairs["body_recased"] = _canonical_body(out["body"])
     too_long = pd.Series(False, index=text.index)
     for column, limit in _TEXT_LIMITS.items():
-        too_long |= _per_unique(out[column], lambda u, n=limit: u.str.len() > n)
+        too_long |= _per_unique(out[column], _longer_than(limit))
     return out, repairs, too_long
+
+
+def _longer_than(limit: int) -> Callable[[pd.Series], pd.Series]:
+    return lambda u: u.str.len() > limit
 
 
 def _vin(text: pd.Series) -> tuple[pd.Series, pd.Series]:
@@ -622,15 +626,20 @@ def _spell_body(value: str) -> str:
 
 def _none_if_empty(values: pd.Series) -> pd.Series:
     values = values.astype(object)
-    return values.where(values != "", None)
+    return _none_unless(values, values != "")
+
+
+def _none_unless(values: pd.Series, keep: pd.Series) -> pd.Series:
+    """``values`` with ``None`` where ``keep`` is false."""
+    kept: pd.Series = values.where(keep, None)  # type: ignore[call-overload]  # pandas takes None as `other`, its stubs do not
+    return kept
 
 
 def _auction_ids(text: pd.DataFrame, listed_at: pd.Series, keep: pd.Series) -> pd.Series:
     """Stable ids for the kept rows; the duplicate rank is taken over all rows."""
     vin = text["vin"].str.lower()
     described = text["year"].str.cat(
-        [text[c] for c in ("make", "model", "trim", "odometer", "state", "seller", TARGET)],
-        sep="|",
+        text[["make", "model", "trim", "odometer", "state", "seller", TARGET]], sep="|"
     )
     key = vin.where(vin != "", "novin|" + described)
     rank = (
@@ -659,7 +668,7 @@ def _invalid_rows(kept: pd.DataFrame) -> list[object]:
         # Naive UTC datetimes: the schema's UTC check is far slower on aware Timestamps.
         list(kept[c].dt.tz_convert(None).array.to_pydatetime())
         if c == "listed_at"
-        else kept[c].astype(object).where(kept[c].notna(), None).tolist()
+        else _none_unless(kept[c].astype(object), kept[c].notna()).tolist()
         for c in fields
     ]
     records = [dict(zip(fields, row, strict=True)) for row in zip(*columns, strict=True)]

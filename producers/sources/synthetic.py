@@ -117,7 +117,8 @@ class _NestedCategorical:
     def sample(self, rng: np.random.Generator, groups: np.ndarray) -> np.ndarray:
         """Flat indices, one per entry of ``groups``."""
         index = np.searchsorted(self.keys, groups + rng.random(len(groups)), side="right")
-        return np.minimum(index, self.ends[groups])
+        flat: np.ndarray = np.minimum(index, self.ends[groups])
+        return flat
 
 
 @dataclass(frozen=True)
@@ -231,7 +232,8 @@ class Calibration:
 
     def quantile_draw(self, quantiles: np.ndarray, rng: np.random.Generator, n: int) -> np.ndarray:
         """Draws from the distribution with the given quantiles at ``self.probs``."""
-        return np.interp(rng.random(n), self.probs, quantiles)
+        draws: np.ndarray = np.interp(rng.random(n), self.probs, quantiles)
+        return draws
 
     def depreciation(
         self, age: npt.ArrayLike, odometer: npt.ArrayLike, condition: npt.ArrayLike
@@ -245,12 +247,13 @@ class Calibration:
         """
         p = self.price
         a = np.clip(np.asarray(age, dtype=float), 0, p.age_cap)
-        return (
+        part: np.ndarray = (
             p.age * a
             + p.age2 * a**2
             + p.log_odometer * np.log1p(np.asarray(odometer, dtype=float))
             + p.condition * np.asarray(condition, dtype=float)
         )
+        return part
 
     def odometer_curve(self, age: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
         """Mean and sd of ``log1p(odometer)`` at each age."""
@@ -261,7 +264,8 @@ class Calibration:
         """Mean condition (before clipping) given age and odometer."""
         a, b, c = self.condition_coef
         clipped = np.clip(np.asarray(age, dtype=float), 0, self.price.age_cap)
-        return a + b * clipped + c * np.log1p(np.asarray(odometer, dtype=float))
+        mean: np.ndarray = a + b * clipped + c * np.log1p(np.asarray(odometer, dtype=float))
+        return mean
 
     def levels(self, make: pd.Series, model: pd.Series, trim: pd.Series) -> np.ndarray:
         """Log-price level (model level + trim offset) of each row, case-insensitively.
@@ -282,7 +286,8 @@ class Calibration:
                 (mk, md), self.make_levels.get(mk, self.price.global_level)
             )
             table[i] = base + self.trim_offsets.get((mk, md, tr), 0.0)
-        return table[codes]
+        levels: np.ndarray = table[codes]
+        return levels
 
     def round_price(self, values: npt.ArrayLike, column: str = "sellingprice") -> np.ndarray:
         """Round ``sellingprice`` or ``mmr`` values as auction figures are, within bounds.

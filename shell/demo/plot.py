@@ -14,6 +14,7 @@ import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import FuncFormatter
 
 from shell.demo.story import rolling_mape
 
@@ -23,7 +24,7 @@ ROLLING = 1000
 def event_time_at(served: pd.DataFrame, wall_clock: float) -> pd.Timestamp:
     """The auction time the stream had reached at a wall-clock second."""
     reached = served.loc[served["scored_s"] <= wall_clock, "listed_at"]
-    return reached.max() if len(reached) else served["listed_at"].min()
+    return pd.Timestamp(reached.max() if len(reached) else served["listed_at"].min())
 
 
 def plot_story(
@@ -54,7 +55,7 @@ def plot_story(
     )
     top.axhline(reference_mape, color="grey", linestyle="--", label="reference MAPE")
     top.set_ylabel(f"MAPE, rolling {ROLLING} sales")
-    top.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.0%}"))
+    top.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.0%}"))
     # Above the axes: inside, the legend hides the marker labels.
     top.legend(loc="lower left", bbox_to_anchor=(0, 1.0), ncol=3, frameon=False)
     fig.suptitle("Gavel demo: market shock → drift alert → retrain → promotion → recovery")
@@ -79,14 +80,14 @@ def plot_story(
     bottom.set_ylabel("monitor signals")
     bottom.set_xlabel("auction time (listing date)")
     bottom.legend(loc="upper left")
-    bottom.xaxis.set_major_formatter(mdates.DateFormatter("%b %d"))
+    bottom.xaxis.set_major_formatter(mdates.DateFormatter("%b %d"))  # type: ignore[no-untyped-call]  # matplotlib.dates is unannotated
     placed = [(event_time_at(served, at), label) for label, at in markers.items()]
     for when, label in _merge_close(sorted(placed), served["listed_at"]):
         for axis in (top, bottom):
             axis.axvline(when, color="black", linestyle=":", linewidth=1)
         top.annotate(
             label,
-            (mdates.date2num(when), top.get_ylim()[1]),
+            (mdates.date2num(when), top.get_ylim()[1]),  # type: ignore[no-untyped-call]  # matplotlib.dates is unannotated
             rotation=90,
             va="top",
             ha="right",

@@ -120,8 +120,9 @@ class OutputWatcher:
         try:
             while not self._stop.is_set():
                 for message in consumer.consume(1000, timeout=0.3):
-                    if message.error() is None:
-                        self._record(topics[message.topic()], message.key(), message.value())
+                    topic = message.topic()
+                    if message.error() is None and topic is not None:
+                        self._record(topics[topic], message.key(), message.value())
         finally:
             consumer.close()
 

@@ -199,7 +199,7 @@ class Kafka(Component):
         s = self.settings
         if s.stack_kafka_sasl_ssl_port is None or not s.kafka_sasl_username:
             return
-        from confluent_kafka.admin import (
+        from confluent_kafka.admin import (  # type: ignore[attr-defined]  # admin re-exports the SCRAM classes without __all__
             AdminClient,
             ScramCredentialInfo,
             ScramMechanism,

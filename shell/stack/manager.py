@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import partial
 
 from rich.console import Console
 from rich.table import Table
@@ -62,10 +63,7 @@ def up(
         with console.status(f"starting {component.name}…"):
             if component.process.pid() is None:
                 component.start()
-            ok = wait_until(
-                lambda c=component: c.healthy() or c.process.exited_early(),
-                component.start_timeout_s,
-            )
+            ok = wait_until(partial(_up_or_exited, component), component.start_timeout_s)
         if not ok or not component.healthy():
             tail = component.process.log_tail()
             component.process.stop()
@@ -134,3 +132,8 @@ def status_table(rows: list[ComponentStatus]) -> Table:
         uptime = f"{row.uptime_s:.0f}s" if row.uptime_s is not None else "-"
         table.add_row(row.name, row.address, str(row.pid or "-"), health, uptime, row.note)
     return table
+
+
+def _up_or_exited(component: Component) -> bool:
+    """Whether a starting component is healthy, or has already given up."""
+    return component.healthy() or component.process.exited_early()

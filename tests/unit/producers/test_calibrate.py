@@ -166,6 +166,22 @@ def test_build_calibration_on_a_tiny_csv(tiny: dict[str, Any]) -> None:
     assert len(tiny["quantile_probs"]) == len(price["u_quantiles"])
 
 
+def test_a_make_without_a_fittable_row_is_left_out(tmp_path: Path) -> None:
+    # Kia Rio is seen often enough to be kept, but no row of it has an mmr to fit on.
+    path = tmp_path / "unfittable.csv.gz"
+    with gzip.open(path, "wt", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(HEADER)
+        for row in _tiny_rows():
+            writer.writerow(row + [""] * (len(HEADER) - len(row)))
+        for i in range(12):
+            car = ["2012", "Kia", "Rio", "LX", "Sedan", "automatic", f"kiavin{i:010d}", "ca"]
+            sale = ["3.0", "60000", "red", "gray", "bank a", "", "5000", "2015-01-15 10:00:00"]
+            writer.writerow(car + sale)
+    calibration = build_calibration(path)
+    assert set(calibration["makes"]) == {"Ford", "Toyota", "Volkswagen"}
+
+
 def test_the_generator_runs_on_a_built_calibration(tiny: dict[str, Any]) -> None:
     calibration = Calibration.from_dict(json.loads(dumps_calibration(tiny)))
     frame = generate_auctions(2_000, seed=1, calibration=calibration)
