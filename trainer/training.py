@@ -225,29 +225,69 @@ def train_and_register(
     mlflow.set_experiment(settings.experiment_name)
     main, baseline = fit_candidates(split, progress, xgb_params, base, checkpoint)
     with _stage(progress, "evaluating on the test period"):
-        test_metrics, test_predictions = evaluate(main, split.test)
-        validation_metrics, _ = evaluate(main, split.validation)
-        baseline_metrics, _ = evaluate(baseline, split.test)
-        with_mmr = split.test["mmr"].notna()
-        model_on_mmr_rows, _ = evaluate(main, split.test.loc[with_mmr])
-        metrics = {
-            **prefixed(test_metrics, "test"),
-            **prefixed(validation_metrics, "validation"),
-            **prefixed(baseline_metrics, "baseline"),
-            **prefixed(mmr_metrics(split.test), "test_mmr"),
-            "test_mape_on_mmr_rows": model_on_mmr_rows["mape"],
-        }
+        metrics, test_predictions = _test_metrics(main, baseline, split)
         champion_version, champion = champion_metrics_on(
             client, settings.model_name, split.test, base
         )
         metrics |= prefixed(champion, "champion_test")
     decision = decide_promotion(metrics["test_mape"], champion.get("mape"), margin)
-    description = split.describe()
     checkpoint()
-    with (
-        _stage(progress, "logging to MLflow and registering"),
-        mlflow.start_run(run_name=f"train-until-{split.train_until:%Y-%m-%d}") as run,
-    ):
+    with _stage(progress, "logging to MLflow and registering"):
+        run_id, version = _log_and_register(
+            main, baseline, split, settings, metrics, test_predictions, decision, source, margin,
+            run_tags,
+        )  # fmt: skip
+    if decision.promote:
+        registry.promote(client, settings.model_name, version, decision.reason, alert_id)
+        champion_version = version
+    else:
+        registry.mark_rejected(client, settings.model_name, version, decision.reason)
+    return TrainingResult(
+        run_id=run_id,
+        model_name=settings.model_name,
+        version=version,
+        metrics=metrics,
+        decision=decision,
+        champion_version=champion_version,
+        split=split.describe(),
+    )
+
+
+def _test_metrics(
+    main: FittedModel, baseline: FittedModel, split: TimeSplit
+) -> tuple[dict[str, float], pd.Series]:
+    """The challenger's, the baseline's and MMR's metrics; the challenger's test prices."""
+    test_metrics, test_predictions = evaluate(main, split.test)
+    validation_metrics, _ = evaluate(main, split.validation)
+    baseline_metrics, _ = evaluate(baseline, split.test)
+    with_mmr = split.test["mmr"].notna()
+    model_on_mmr_rows, _ = evaluate(main, split.test.loc[with_mmr])
+    metrics = {
+        **prefixed(test_metrics, "test"),
+        **prefixed(validation_metrics, "validation"),
+        **prefixed(baseline_metrics, "baseline"),
+        **prefixed(mmr_metrics(split.test), "test_mmr"),
+        "test_mape_on_mmr_rows": model_on_mmr_rows["mape"],
+    }
+    return metrics, test_predictions
+
+
+def _log_and_register(
+    main: FittedModel,
+    baseline: FittedModel,
+    split: TimeSplit,
+    settings: Settings,
+    metrics: dict[str, float],
+    test_predictions: pd.Series,
+    decision: PromotionDecision,
+    source: str,
+    margin: float,
+    run_tags: dict[str, str] | None,
+) -> tuple[str, str]:
+    """One MLflow run with the candidates' parameters, the metrics and the monitor's
+    reference sample; the model registered as a new version. Returns (run id, version)."""
+    description = split.describe()
+    with mlflow.start_run(run_name=f"train-until-{split.train_until:%Y-%m-%d}") as run:
         mlflow.set_tags(
             {
                 "source": source,
@@ -283,19 +323,4 @@ def train_and_register(
             },
         )
         mlflow.set_tag("promoted", str(decision.promote).lower())
-    if decision.promote:
-        registry.promote(
-            client, settings.model_name, str(version.version), decision.reason, alert_id
-        )
-        champion_version = str(version.version)
-    else:
-        registry.mark_rejected(client, settings.model_name, str(version.version), decision.reason)
-    return TrainingResult(
-        run_id=run.info.run_id,
-        model_name=settings.model_name,
-        version=str(version.version),
-        metrics=metrics,
-        decision=decision,
-        champion_version=champion_version,
-        split=description,
-    )
+    return run.info.run_id, str(version.version)
