@@ -384,6 +384,14 @@ def create_app(settings: Settings, worker: ScoringWorker | None = None) -> faust
     faust_tuning.apply()
     app = faust.App(settings.group("worker"), **faust_settings(settings))
     scorer = worker or ScoringWorker(settings)
+    _wire_stream(app, scorer, settings)
+    _wire_shutdown(app, scorer, settings)
+    _wire_http(app, scorer, settings)
+    return app
+
+
+def _wire_stream(app: faust.App, scorer: ScoringWorker, settings: Settings) -> None:
+    """The scoring agent, and the tasks and timers that keep its model and lag current."""
     holder = scorer.holder
     listed = _raw_topic(app, settings.topic(AUCTIONS_LISTED))
 
@@ -429,6 +437,10 @@ def create_app(settings: Settings, worker: ScoringWorker | None = None) -> faust
         with contextlib.suppress(Exception):  # the broker may be away; health says so
             scorer.record_lag(await consumer_lag(app, listed.get_topic_name()))
 
+
+def _wire_shutdown(app: faust.App, scorer: ScoringWorker, settings: Settings) -> None:
+    """SIGTERM: drain the batches in flight and commit, within the stop budget."""
+
     @app.on_before_shutdown.connect
     async def drain_and_commit(sender: faust.App, /, *args: Any, **kwargs: Any) -> None:
         # Runs once Faust paused the partitions; its consumer commits again after this.
@@ -445,6 +457,11 @@ def create_app(settings: Settings, worker: ScoringWorker | None = None) -> faust
             batches,
             time.monotonic() - started,
         )
+
+
+def _wire_http(app: faust.App, scorer: ScoringWorker, settings: Settings) -> None:
+    """``GET /health``, ``GET /metrics`` and ``POST /predict``."""
+    holder = scorer.holder
 
     @app.page("/health")
     class Health(View):
@@ -495,8 +512,6 @@ def create_app(settings: Settings, worker: ScoringWorker | None = None) -> faust
                 ],
             }
             return self.bytes(orjson.dumps(priced), content_type="application/json")
-
-    return app
 
 
 async def consumer_lag(app: faust.App, topic: str) -> int:
