@@ -12,7 +12,7 @@ import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pandas as pd
@@ -29,6 +29,9 @@ from shell.demo.watch import OutputWatcher
 from shell.kafka import delete_topics_with_prefix, ensure_topics
 from shell.stack import manager
 from shell.stack.process import ManagedProcess, StackError, start_gavel, wait_until
+
+if TYPE_CHECKING:
+    from producers.replay import ReplayStats
 
 DEMO_MODEL = "gavel-demo"
 DEMO_NAMESPACE_PREFIX = "demo-"
@@ -164,75 +167,13 @@ class LiveNarration:
 
 
 def run_demo(base: Settings, plan: DemoPlan, console: Console, keep_running: bool) -> None:
-    from producers.replay import ReplayOptions, replay, replay_progress
-    from producers.sources import SourceSpec, load_auctions
-    from producers.timeline import select
-    from trainer.report import training_table
-    from trainer.split import time_split
-    from trainer.training import train_and_register
-
+    """The whole story: stack, first model, services, the shocked stream, the report."""
     story = Narrator(console)
-    parts = manager.CORE + (("prometheus",) if shutil.which("prometheus") else ())
-    was_running = {row.name for row in manager.status(base, parts) if row.healthy}
     with ExitStack() as cleanup:
-        story.step("starting the local stack: " + ", ".join(parts))
-        manager.up(base, parts, console=console)
-        if not keep_running:
-            cleanup.callback(
-                manager.down, base, tuple(n for n in parts if n not in was_running), console
-            )
-        settings = demo_settings(base)
-        forget_previous_demos(settings)
-        ensure_topics(settings)
-        story.note(f"topics under namespace '{settings.namespace}'")
-
-        spec = SourceSpec(
-            rows=plan.rows,
-            seed=plan.seed,
-            start=plan.data_start,
-            end=plan.data_end,
-            scenarios=(plan.scenario,),
-        )
-        story.step(
-            f"generating {plan.rows:,} synthetic auctions; from {plan.shock_at} SUV prices "
-            "drop by 25% (MMR does not follow)"
-        )
-        auctions = load_auctions(spec)
-
-        story.step(f"training the first model on auctions before {plan.train_until}")
-        result = train_and_register(
-            time_split(auctions, plan.train_until, test_days=30), settings, source=spec.label
-        )
-        console.print(training_table(result))
-        first = str(result.champion_version)
-
-        story.step("starting the worker (Faust), the monitor and the trainer")
-        worker_url = f"http://{settings.host}:{settings.worker_web_port}"
-        monitor_url = f"http://{settings.host}:{settings.monitor_metrics_port}/metrics"
-        for name, args, health in (
-            ("worker", ["worker"], f"{worker_url}/health"),
-            ("monitor", ["monitor"], monitor_url),
-            ("trainer", ["trainer", "run"], None),
-        ):
-            cleanup.callback(start_service(name, args, settings, health).stop)
-        narration = LiveNarration(story)
-        watcher = OutputWatcher(settings, narration, monitor_url).start()
-        cleanup.callback(watcher.stop)
-
-        window = select(auctions, plan.stream_from, plan.stream_to)
-        story.step(
-            f"replaying {len(window):,} auctions ({plan.stream_from} → {plan.stream_to}) at "
-            f"{plan.rate:,.0f} events/s; the shock starts on {plan.shock_at}"
-        )
-        options = ReplayOptions(
-            sale_delay=plan.sale_delay,
-            rate=plan.rate,
-            corrupt_share=plan.corrupt_share,
-            seed=plan.seed,
-        )
-        with replay_progress(console) as progress:
-            stats = replay(window, settings, options, progress)
-        watcher.wait_for(stats.listings, timeout_s=120)
+        settings = _start_stack(base, story, console, cleanup, keep_running)
+        auctions, first = _first_model(settings, plan, story, console)
+        watcher, narration = _start_services(settings, story, cleanup)
+        window, stats = _stream(settings, plan, auctions, watcher, story, console)
         story.step("every listing accounted for; stopping the services")
         report(console, settings, plan, window, watcher, narration, stats, first, story)
     story.step("done")
@@ -240,6 +181,103 @@ def run_demo(base: Settings, plan: DemoPlan, console: Console, keep_running: boo
         f"MLflow runs and models are kept in {base.stack_dir / 'mlflow'}; "
         f"`gavel stack up` serves them at {base.mlflow_display_uri}."
     )
+
+
+def _start_stack(
+    base: Settings, story: Narrator, console: Console, cleanup: ExitStack, keep_running: bool
+) -> Settings:
+    """Start what is not running (stopped again at the end unless ``keep_running``); the
+    demo's settings, with its namespace fresh."""
+    parts = manager.CORE + (("prometheus",) if shutil.which("prometheus") else ())
+    was_running = {row.name for row in manager.status(base, parts) if row.healthy}
+    story.step("starting the local stack: " + ", ".join(parts))
+    manager.up(base, parts, console=console)
+    if not keep_running:
+        cleanup.callback(
+            manager.down, base, tuple(n for n in parts if n not in was_running), console
+        )
+    settings = demo_settings(base)
+    forget_previous_demos(settings)
+    ensure_topics(settings)
+    story.note(f"topics under namespace '{settings.namespace}'")
+    return settings
+
+
+def _first_model(
+    settings: Settings, plan: DemoPlan, story: Narrator, console: Console
+) -> tuple[pd.DataFrame, str]:
+    """The synthetic auctions with their shock, and the first champion trained on them."""
+    from producers.sources import SourceSpec, load_auctions
+    from trainer.report import training_table
+    from trainer.split import time_split
+    from trainer.training import train_and_register
+
+    spec = SourceSpec(
+        rows=plan.rows,
+        seed=plan.seed,
+        start=plan.data_start,
+        end=plan.data_end,
+        scenarios=(plan.scenario,),
+    )
+    story.step(
+        f"generating {plan.rows:,} synthetic auctions; from {plan.shock_at} SUV prices "
+        "drop by 25% (MMR does not follow)"
+    )
+    auctions = load_auctions(spec)
+    story.step(f"training the first model on auctions before {plan.train_until}")
+    result = train_and_register(
+        time_split(auctions, plan.train_until, test_days=30), settings, source=spec.label
+    )
+    console.print(training_table(result))
+    return auctions, str(result.champion_version)
+
+
+def _start_services(
+    settings: Settings, story: Narrator, cleanup: ExitStack
+) -> tuple[OutputWatcher, LiveNarration]:
+    """The worker, the monitor and the trainer, and a watcher of what they write."""
+    story.step("starting the worker (Faust), the monitor and the trainer")
+    worker_url = f"http://{settings.host}:{settings.worker_web_port}"
+    monitor_url = f"http://{settings.host}:{settings.monitor_metrics_port}/metrics"
+    for name, args, health in (
+        ("worker", ["worker"], f"{worker_url}/health"),
+        ("monitor", ["monitor"], monitor_url),
+        ("trainer", ["trainer", "run"], None),
+    ):
+        cleanup.callback(start_service(name, args, settings, health).stop)
+    narration = LiveNarration(story)
+    watcher = OutputWatcher(settings, narration, monitor_url).start()
+    cleanup.callback(watcher.stop)
+    return watcher, narration
+
+
+def _stream(
+    settings: Settings,
+    plan: DemoPlan,
+    auctions: pd.DataFrame,
+    watcher: OutputWatcher,
+    story: Narrator,
+    console: Console,
+) -> tuple[pd.DataFrame, ReplayStats]:
+    """Replay the demo's window at its rate, and wait until every listing is accounted for."""
+    from producers.replay import ReplayOptions, replay, replay_progress
+    from producers.timeline import select
+
+    window = select(auctions, plan.stream_from, plan.stream_to)
+    story.step(
+        f"replaying {len(window):,} auctions ({plan.stream_from} → {plan.stream_to}) at "
+        f"{plan.rate:,.0f} events/s; the shock starts on {plan.shock_at}"
+    )
+    options = ReplayOptions(
+        sale_delay=plan.sale_delay,
+        rate=plan.rate,
+        corrupt_share=plan.corrupt_share,
+        seed=plan.seed,
+    )
+    with replay_progress(console) as progress:
+        stats = replay(window, settings, options, progress)
+    watcher.wait_for(stats.listings, timeout_s=120)
+    return window, stats
 
 
 def report(

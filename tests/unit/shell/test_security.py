@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,9 @@ from stream_app.app import faust_credentials, faust_settings
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in list(os.environ):
+        if name.upper().startswith("GAVEL_"):
+            monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)  # no stray .env file
 
 
@@ -163,6 +167,8 @@ def test_the_local_broker_opens_a_sasl_ssl_listener_behind_a_setting(tmp_path: P
     assert plain.secure_listener_properties() == {}
     settings = Settings(
         stack_dir=tmp_path,
+        kafka_port=9092,
+        kafka_controller_port=9093,
         stack_kafka_sasl_ssl_port=9094,
         stack_kafka_keystore=tmp_path / "broker.p12",
         stack_kafka_keystore_password="store-pw-1",
