@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -17,6 +16,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from gavel.settings import Settings
 from shell.kafka import consumer_config
+from shell.stack.components import MLflow
 from shell.stack.process import ManagedProcess, start_gavel, wait_until
 
 
@@ -165,33 +165,17 @@ class ThrowawayMlflow:
 
     def __init__(self, workdir: Path) -> None:
         self.port = free_port()
-        self.home = workdir / f"mlflow-{self.port}"
-        (self.home / "artifacts").mkdir(parents=True)
-        self.process = ManagedProcess(f"mlflow-{self.port}", self.home)
+        settings = Settings(stack_dir=workdir / f"mlflow-{self.port}", mlflow_port=self.port)
+        self.server = MLflow(settings)
+        self.server.prepare()
+        self.process = self.server.process
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout_s: float = 180) -> None:
-        self.process.start(
-            [
-                sys.executable,
-                "-m",
-                "mlflow",
-                "server",
-                "--backend-store-uri",
-                f"sqlite:///{self.home / 'mlflow.db'}",
-                "--artifacts-destination",
-                str(self.home / "artifacts"),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--workers",
-                "1",
-            ]
-        )
+        self.server.start()
         assert wait_until(self.healthy, timeout_s, interval_s=0.5), self.process.log_tail(30)
 
     def healthy(self) -> bool:
