@@ -52,7 +52,7 @@ RUN useradd --create-home --uid 10001 --user-group gavel \
 # Inside a container the services must listen on every interface to be reachable.
 ENV GAVEL_BIND_HOST=0.0.0.0 \
     GAVEL_REPORTS_DIR=/reports \
-    GAVEL_STACK_DIR=/var/lib/gavel/.stack \
+    GAVEL_STACK__DIR=/var/lib/gavel/.stack \
     MPLCONFIGDIR=/tmp/matplotlib
 
 USER gavel

@@ -172,7 +172,7 @@ def peak_rss_mb(pid: int) -> float:
 
 
 def monitor_process(settings: Settings, total: int) -> dict:
-    process = start_gavel("bench-monitor", ["monitor"], settings, settings.stack_dir / "bench")
+    process = start_gavel("bench-monitor", ["monitor"], settings, settings.stack.dir / "bench")
     url = f"http://{settings.host}:{settings.monitor_metrics_port}/metrics"
     try:
         wait_until(lambda: processed(url) > 0, 120, 0.05)

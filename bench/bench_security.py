@@ -55,17 +55,19 @@ def free_port(start: int) -> int:
 
 def secured_broker(base: Settings) -> tuple[Settings, Settings]:
     """Settings of the bench broker's PLAINTEXT and SASL_SSL listeners."""
-    home = base.stack_dir / "bench-secure"
+    home = base.stack.dir / "bench-secure"
     shutil.rmtree(home, ignore_errors=True)
     keystore_password = uuid.uuid4().hex
     ca, keystore = make_broker_keystore(home / "tls", keystore_password)
     server = base.replace(
-        stack_dir=home,
+        stack={
+            "dir": home,
+            "kafka_controller_port": free_port(29192),
+            "kafka_sasl_ssl_port": free_port(29292),
+            "kafka_keystore": keystore,
+            "kafka_keystore_password": keystore_password,
+        },
         kafka_port=free_port(29092),
-        kafka_controller_port=free_port(29192),
-        stack_kafka_sasl_ssl_port=free_port(29292),
-        stack_kafka_keystore=keystore,
-        stack_kafka_keystore_password=keystore_password,
         kafka_sasl_username="gavel-bench",
         kafka_sasl_password=uuid.uuid4().hex,
     )
@@ -74,7 +76,7 @@ def secured_broker(base: Settings) -> tuple[Settings, Settings]:
     libs.symlink_to(Kafka(base).libs_dir)
     manager.up(server, ("kafka",), console=Console(stderr=True, quiet=True))
     secure = server.replace(
-        kafka_bootstrap=f"{server.host}:{server.stack_kafka_sasl_ssl_port}",
+        kafka_bootstrap=f"{server.host}:{server.stack.kafka_sasl_ssl_port}",
         kafka_security_protocol="SASL_SSL",
         kafka_ssl_ca_file=ca,
     )
@@ -106,7 +108,7 @@ def main() -> None:
                 settings = listener.replace(namespace=f"bench-{tag}-{name}-{round_no}.", **model)
                 ensure_topics(settings)
                 stats = replay(backlog, settings, ReplayOptions(with_sales=False))
-                worker = worker_throughput(settings, len(backlog), base.stack_dir / "bench")
+                worker = worker_throughput(settings, len(backlog), base.stack.dir / "bench")
                 row = {"replay_events_per_s": stats.rate, "worker": worker}
                 rounds[name].append(row)
                 console.print(

@@ -198,7 +198,7 @@ def main() -> None:
     settings = base.replace(
         namespace=f"bench-{tag}.", model_name=f"gavel-bench-{tag}", experiment_name="gavel-bench"
     )
-    workdir = base.stack_dir / "bench"
+    workdir = base.stack.dir / "bench"
     ensure_topics(settings)
     console.print("training the benchmark model…")
     data = generate_auctions(400_000, start="2015-01-01", end="2015-12-31", seed=3)

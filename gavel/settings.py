@@ -136,6 +136,40 @@ class TrainerSettings(BaseModel):
     rollback_guard_s: float = Field(3600.0, gt=0, description="How long after a promotion.")
 
 
+class StackSettings(BaseModel):
+    """The local stack only (env ``GAVEL_STACK__<NAME>``): where it keeps its state and
+    how its servers run. No service reads these."""
+
+    dir: Path = Field(PROJECT_ROOT / ".stack", description="All local-stack state.")
+    kafka_version: str = "3.9.1"
+    kafka_controller_port: int = 9093
+    kafka_heap_mb: int = Field(512, le=512, ge=128)
+    prometheus_port: int = 9090
+    prometheus_scrape_interval_s: float = Field(5.0, gt=0)
+    kafka_sasl_ssl_port: int | None = Field(
+        None,
+        description="Also open a SASL_SSL listener on this port. It needs kafka_keystore; "
+        "the SASL user is the settings' kafka_sasl_username.",
+    )
+    kafka_keystore: Path | None = Field(
+        None, description="PKCS12 keystore with the broker's key and certificate."
+    )
+    kafka_keystore_password: SecretStr | None = None
+
+    @field_validator(
+        "kafka_sasl_ssl_port", "kafka_keystore", "kafka_keystore_password", mode="before"
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _check_listener(self) -> StackSettings:
+        if self.kafka_sasl_ssl_port is not None and self.kafka_keystore is None:
+            raise ValueError("stack.kafka_sasl_ssl_port needs stack.kafka_keystore")
+        return self
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="GAVEL_",
@@ -145,28 +179,14 @@ class Settings(BaseSettings):
         extra="ignore",
     )
 
-    # Local stack
-    stack_dir: Path = Field(PROJECT_ROOT / ".stack", description="All local-stack state.")
+    # Where things listen; the connection URLs below derive from these.
     host: str = "127.0.0.1"
     bind_host: str = Field("127.0.0.1", description="Where service HTTP endpoints listen.")
-    kafka_version: str = "3.9.1"
     kafka_port: int = 9092
-    kafka_controller_port: int = 9093
-    kafka_heap_mb: int = Field(512, le=512, ge=128)
     redis_port: int = 6379
     mlflow_port: int = 5000
-    prometheus_port: int = 9090
-    prometheus_scrape_interval_s: float = Field(5.0, gt=0)
 
-    stack_kafka_sasl_ssl_port: int | None = Field(
-        None,
-        description="Also open a SASL_SSL listener on this port (local stack only). It "
-        "needs stack_kafka_keystore; the SASL user is kafka_sasl_username.",
-    )
-    stack_kafka_keystore: Path | None = Field(
-        None, description="PKCS12 keystore with the broker's key and certificate."
-    )
-    stack_kafka_keystore_password: SecretStr | None = None
+    stack: StackSettings = Field(default_factory=StackSettings)
 
     # Connections (derived from the ports unless set explicitly)
     kafka_bootstrap: str = ""
@@ -282,9 +302,6 @@ class Settings(BaseSettings):
         "redis_password",
         "mlflow_tracking_username",
         "mlflow_tracking_password",
-        "stack_kafka_sasl_ssl_port",
-        "stack_kafka_keystore",
-        "stack_kafka_keystore_password",
         mode="before",
     )
     @classmethod
@@ -305,17 +322,11 @@ class Settings(BaseSettings):
             raise ValueError(f"kafka_ssl_ca_file {self.kafka_ssl_ca_file} is not a file")
         if bool(self.mlflow_tracking_username) != bool(self.mlflow_tracking_password):
             raise ValueError("MLflow basic auth needs both a username and a password")
-        if self.stack_kafka_sasl_ssl_port is not None and self.stack_kafka_keystore is None:
-            raise ValueError("stack_kafka_sasl_ssl_port needs stack_kafka_keystore")
         return self
 
     def secrets(self) -> list[str]:
         """Every secret value in these settings, to keep out of logs."""
-        values = [
-            getattr(self, name).get_secret_value()
-            for name in type(self).model_fields
-            if isinstance(getattr(self, name), SecretStr)
-        ]
+        values = [secret.get_secret_value() for _, _, secret in _secret_fields(self)]
         for url in (self.redis_url, self.mlflow_tracking_uri):
             password = urlsplit(url).password
             if password:
@@ -347,8 +358,17 @@ class Settings(BaseSettings):
         return values
 
     def replace(self, **changes: Any) -> Settings:
-        """A copy with ``changes``; connection URLs follow changed ports unless set explicitly."""
-        return Settings(**{**self._explicit_values(), **changes})
+        """A copy with ``changes``; connection URLs follow changed ports unless set explicitly.
+
+        A nested group (``stack``, ``monitor``, ``trainer``) given as a dict changes only
+        the fields it names.
+        """
+        values = self._explicit_values()
+        for name, change in changes.items():
+            if isinstance(change, dict) and isinstance(values.get(name), dict):
+                change = {**values[name], **change}
+            values[name] = change
+        return Settings(**values)
 
     def to_env(self) -> dict[str, str]:
         """These settings as GAVEL_* variables, to hand to a child process.
@@ -357,18 +377,36 @@ class Settings(BaseSettings):
         """
         env: dict[str, str] = {}
         values = self._explicit_values(mode="json")
-        for name in type(self).model_fields:
-            secret = getattr(self, name)
-            if isinstance(secret, SecretStr) and name in values:
-                values[name] = secret.get_secret_value()
+        for group, name, secret in _secret_fields(self):
+            holder = values if group is None else values[group]
+            holder[name] = secret.get_secret_value()
         for key, value in values.items():
             if value is None:
                 continue  # unset: the child takes the same default
             if isinstance(value, dict):
-                env |= {f"GAVEL_{key.upper()}__{k.upper()}": _env_text(v) for k, v in value.items()}
+                env |= {
+                    f"GAVEL_{key.upper()}__{k.upper()}": _env_text(v)
+                    for k, v in value.items()
+                    if v is not None
+                }
             else:
                 env[f"GAVEL_{key.upper()}"] = _env_text(value)
         return env
+
+
+def _secret_fields(settings: Settings) -> list[tuple[str | None, str, SecretStr]]:
+    """(group or None, field, value) of every secret set, nested groups included."""
+    found: list[tuple[str | None, str, SecretStr]] = []
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        if isinstance(value, SecretStr):
+            found.append((None, name, value))
+        elif isinstance(value, BaseModel):
+            for inner in type(value).model_fields:
+                secret = getattr(value, inner)
+                if isinstance(secret, SecretStr):
+                    found.append((name, inner, secret))
+    return found
 
 
 def redact_url(url: str) -> str:

@@ -165,7 +165,7 @@ class ThrowawayMlflow:
 
     def __init__(self, workdir: Path) -> None:
         self.port = free_port()
-        settings = Settings(stack_dir=workdir / f"mlflow-{self.port}", mlflow_port=self.port)
+        settings = Settings(stack={"dir": workdir / f"mlflow-{self.port}"}, mlflow_port=self.port)
         self.server = MLflow(settings)
         self.server.prepare()
         self.process = self.server.process

@@ -105,8 +105,8 @@ def forget_previous_demos(settings: Settings) -> None:
 def start_service(
     name: str, args: list[str], settings: Settings, health_url: str | None, timeout_s: float = 90
 ) -> ManagedProcess:
-    ManagedProcess(f"demo-{name}", settings.stack_dir).stop()  # one left by an earlier run
-    process = start_gavel(f"demo-{name}", args, settings, settings.stack_dir)
+    ManagedProcess(f"demo-{name}", settings.stack.dir).stop()  # one left by an earlier run
+    process = start_gavel(f"demo-{name}", args, settings, settings.stack.dir)
 
     def healthy() -> bool:
         if health_url is None:
@@ -178,7 +178,7 @@ def run_demo(base: Settings, plan: DemoPlan, console: Console, keep_running: boo
         report(console, settings, plan, window, watcher, narration, stats, first, story)
     story.step("done")
     console.print(
-        f"MLflow runs and models are kept in {base.stack_dir / 'mlflow'}; "
+        f"MLflow runs and models are kept in {base.stack.dir / 'mlflow'}; "
         f"`gavel stack up` serves them at {base.mlflow_display_uri}."
     )
 
@@ -328,7 +328,7 @@ def report(
         f"[bold]metrics:[/] worker http://{settings.host}:{settings.worker_web_port}/metrics, "
         f"monitor http://{settings.host}:{settings.monitor_metrics_port}/metrics"
         + (
-            f", Prometheus http://{settings.host}:{settings.prometheus_port}"
+            f", Prometheus http://{settings.host}:{settings.stack.prometheus_port}"
             if shutil.which("prometheus")
             else ""
         )

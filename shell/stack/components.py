@@ -30,7 +30,7 @@ class Component(ABC):
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.process = ManagedProcess(self.name, settings.stack_dir)
+        self.process = ManagedProcess(self.name, settings.stack.dir)
 
     @property
     @abstractmethod
@@ -50,14 +50,14 @@ class Component(ABC):
     def healthy(self) -> bool: ...
 
     def start(self) -> int:
-        return self.process.start(self.command(), cwd=self.settings.stack_dir)
+        return self.process.start(self.command(), cwd=self.settings.stack.dir)
 
     def after_start(self) -> None:  # noqa: B027 - most servers need nothing afterwards
         """Set up what needs the running server (users, for example); idempotent."""
 
     @property
     def home(self) -> Path:
-        return self.settings.stack_dir / self.name
+        return self.settings.stack.dir / self.name
 
 
 class Kafka(Component):
@@ -81,7 +81,7 @@ class Kafka(Component):
 
     @property
     def libs_dir(self) -> Path:
-        return self.home / f"libs-{self.settings.kafka_version}"
+        return self.home / f"libs-{self.settings.stack.kafka_version}"
 
     @property
     def data_dir(self) -> Path:
@@ -99,7 +99,7 @@ class Kafka(Component):
             self.format_storage(java)
 
     def fetch_jars(self) -> None:
-        marker = self.libs_dir / f"kafka_2.13-{self.settings.kafka_version}.jar"
+        marker = self.libs_dir / f"kafka_2.13-{self.settings.stack.kafka_version}.jar"
         if marker.exists():
             return
         mvn = shutil.which("mvn")
@@ -119,7 +119,7 @@ class Kafka(Component):
                 str(KAFKA_RECIPE / "pom.xml"),
                 "dependency:copy-dependencies",
                 "-DincludeScope=runtime",
-                f"-Dkafka.version={self.settings.kafka_version}",
+                f"-Dkafka.version={self.settings.stack.kafka_version}",
                 f"-DoutputDirectory={staging}",
             ],
             capture_output=True,
@@ -136,15 +136,17 @@ class Kafka(Component):
     def write_config(self) -> None:
         s = self.settings
         self.home.mkdir(parents=True, exist_ok=True)
-        voters = f"1@{s.host}:{s.kafka_controller_port}"
+        voters = f"1@{s.host}:{s.stack.kafka_controller_port}"
         listeners = [f"PLAINTEXT://{s.host}:{s.kafka_port}"]
-        if s.stack_kafka_sasl_ssl_port is not None:
-            listeners.append(f"SASL_SSL://{s.host}:{s.stack_kafka_sasl_ssl_port}")
+        if s.stack.kafka_sasl_ssl_port is not None:
+            listeners.append(f"SASL_SSL://{s.host}:{s.stack.kafka_sasl_ssl_port}")
         properties = {
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.voters": voters,
-            "listeners": ",".join([*listeners, f"CONTROLLER://{s.host}:{s.kafka_controller_port}"]),
+            "listeners": ",".join(
+                [*listeners, f"CONTROLLER://{s.host}:{s.stack.kafka_controller_port}"]
+            ),
             "advertised.listeners": ",".join(listeners),
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
@@ -172,9 +174,9 @@ class Kafka(Component):
         metadata and are added by :meth:`after_start`.
         """
         s = self.settings
-        if s.stack_kafka_sasl_ssl_port is None or s.stack_kafka_keystore is None:
+        if s.stack.kafka_sasl_ssl_port is None or s.stack.kafka_keystore is None:
             return {}
-        keystore_password = secret_text(s.stack_kafka_keystore_password)
+        keystore_password = secret_text(s.stack.kafka_keystore_password)
         plain_users = ""
         if s.kafka_sasl_username and s.kafka_sasl_password:
             password = jaas_quote(s.kafka_sasl_password.get_secret_value())
@@ -189,7 +191,7 @@ class Kafka(Component):
             prefix + "scram-sha-256.sasl.jaas.config": scram,
             prefix + "scram-sha-512.sasl.jaas.config": scram,
             prefix + "ssl.keystore.type": "PKCS12",
-            prefix + "ssl.keystore.location": str(s.stack_kafka_keystore),
+            prefix + "ssl.keystore.location": str(s.stack.kafka_keystore),
             prefix + "ssl.keystore.password": keystore_password,
             prefix + "ssl.key.password": keystore_password,
         }
@@ -197,7 +199,7 @@ class Kafka(Component):
     def after_start(self) -> None:
         """Create (or update) the SCRAM user of the settings for the SASL_SSL listener."""
         s = self.settings
-        if s.stack_kafka_sasl_ssl_port is None or not s.kafka_sasl_username:
+        if s.stack.kafka_sasl_ssl_port is None or not s.kafka_sasl_username:
             return
         from confluent_kafka.admin import (  # type: ignore[attr-defined]  # admin re-exports the SCRAM classes without __all__
             AdminClient,
@@ -232,7 +234,7 @@ class Kafka(Component):
             raise StackError(f"Kafka storage format failed:\n{result.stdout}{result.stderr}")
 
     def command(self) -> list[str]:
-        heap = self.settings.kafka_heap_mb
+        heap = self.settings.stack.kafka_heap_mb
         return [
             require_java(),
             f"-Xmx{heap}m",
@@ -372,7 +374,7 @@ class MLflow(Component):
         if self.secured:
             env["MLFLOW_AUTH_CONFIG_PATH"] = str(self.auth_config_file)
             env["MLFLOW_FLASK_SERVER_SECRET_KEY"] = self.flask_secret_key()
-        return self.process.start(self.command(), cwd=self.settings.stack_dir, env=env)
+        return self.process.start(self.command(), cwd=self.settings.stack.dir, env=env)
 
     def command(self) -> list[str]:
         auth = ["--app-name", "basic-auth"] if self.secured else []
@@ -410,7 +412,7 @@ class Prometheus(Component):
 
     @property
     def port(self) -> int:
-        return self.settings.prometheus_port
+        return self.settings.stack.prometheus_port
 
     @property
     def address(self) -> str:
@@ -445,7 +447,7 @@ class Prometheus(Component):
 def local_prometheus_config(settings: Settings) -> str:
     """deploy/prometheus.yml with the targets moved to the local ports."""
     host = settings.host
-    scrape_interval_s = settings.prometheus_scrape_interval_s
+    scrape_interval_s = settings.stack.prometheus_scrape_interval_s
     return f"""# Written by `gavel stack up --with-prometheus`; mirrors deploy/prometheus.yml.
 global:
   scrape_interval: {scrape_interval_s:g}s

@@ -46,7 +46,7 @@ def up(
 ) -> dict[str, float]:
     """Start what is not running yet and wait until healthy; returns start seconds per part."""
     console = console or Console(stderr=True)
-    settings.stack_dir.mkdir(parents=True, exist_ok=True)
+    settings.stack.dir.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     for component in components(settings, names):
         if component.process.pid() is not None and component.healthy():

@@ -4,7 +4,7 @@ For trying TLS locally and for tests; a real cluster has certificates of its own
 Made with ``openssl`` (on every Debian machine)::
 
     ca, keystore = make_broker_keystore(Path(".stack/tls"), "keystore-password")
-    # GAVEL_STACK_KAFKA_KEYSTORE=<keystore>, GAVEL_KAFKA_SSL_CA_FILE=<ca>
+    # GAVEL_STACK__KAFKA_KEYSTORE=<keystore>, GAVEL_KAFKA_SSL_CA_FILE=<ca>
 """
 
 from __future__ import annotations

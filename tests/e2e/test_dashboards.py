@@ -37,12 +37,14 @@ def observed(stack: Settings, tmp_path: Path) -> Iterator[Settings]:
         namespace=fresh_namespace(),
         model_name=f"gavel-test-dash-{tag}",
         experiment_name="gavel-tests",
-        stack_dir=tmp_path / "stack",
+        stack={
+            "dir": tmp_path / "stack",
+            "prometheus_port": free_port(),
+            "prometheus_scrape_interval_s": 1.0,
+        },
         reports_dir=tmp_path / "reports",
         worker_web_port=free_port(),
         monitor_metrics_port=free_port(),
-        prometheus_port=free_port(),
-        prometheus_scrape_interval_s=1.0,
         monitor={"window_events": 500, "performance_window_events": 300},
     )
     ensure_topics(settings)
@@ -65,7 +67,7 @@ def observed(stack: Settings, tmp_path: Path) -> Iterator[Settings]:
 
 
 def query(settings: Settings, expr: str) -> list[dict]:
-    url = f"http://{settings.host}:{settings.prometheus_port}/api/v1/query"
+    url = f"http://{settings.host}:{settings.stack.prometheus_port}/api/v1/query"
     body = httpx.get(url, params={"query": expr}, timeout=10).json()
     assert body["status"] == "success", f"{expr}: {body}"
     return body["data"]["result"]

@@ -72,15 +72,17 @@ def secured(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     }
     ca, keystore = make_broker_keystore(root / "tls", passwords["keystore"])
     server = Settings(
-        stack_dir=root / "stack",
-        kafka_version=stack.kafka_version,
+        stack={
+            "dir": root / "stack",
+            "kafka_version": stack.stack.kafka_version,
+            "kafka_controller_port": free_port(),
+            "kafka_sasl_ssl_port": free_port(),
+            "kafka_keystore": keystore,
+            "kafka_keystore_password": passwords["keystore"],
+        },
         kafka_port=free_port(),
-        kafka_controller_port=free_port(),
         redis_port=free_port(),
         mlflow_port=free_port(),
-        stack_kafka_sasl_ssl_port=free_port(),
-        stack_kafka_keystore=keystore,
-        stack_kafka_keystore_password=passwords["keystore"],
         kafka_sasl_username="gavel",
         kafka_sasl_password=passwords["kafka"],
         redis_password=passwords["redis"],
@@ -93,7 +95,7 @@ def secured(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     libs.parent.mkdir(parents=True)
     libs.symlink_to(Kafka(stack).libs_dir)
     client = server.replace(
-        kafka_bootstrap=f"{server.host}:{server.stack_kafka_sasl_ssl_port}",
+        kafka_bootstrap=f"{server.host}:{server.stack.kafka_sasl_ssl_port}",
         kafka_security_protocol="SASL_SSL",
         kafka_ssl_ca_file=ca,
         namespace=f"secured-{tag}.",
@@ -108,7 +110,7 @@ def secured(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         manager.up(client, manager.CORE, console=Console(stderr=True, quiet=True))
     except BaseException:
         for name in manager.CORE:
-            log = server.stack_dir / "logs" / f"{name}.log"
+            log = server.stack.dir / "logs" / f"{name}.log"
             if log.exists():
                 print(f"--- {name} log ---\n{log.read_text(errors='replace')[-3000:]}")
         manager.down(server, manager.CORE, console=Console(stderr=True, quiet=True))
@@ -235,7 +237,7 @@ def test_no_secret_appears_in_any_log_or_in_stack_status(secured: SecuredStack) 
     assert "healthy" in status.stdout
     logs = {
         path: path.read_text(errors="replace")
-        for directory in (secured.server.stack_dir, secured.workdir)
+        for directory in (secured.server.stack.dir, secured.workdir)
         for path in directory.rglob("*.log")
     }
     services = {path.stem for path in logs}

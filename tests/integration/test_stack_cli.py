@@ -43,7 +43,7 @@ def test_a_taken_port_gets_a_clear_error(stack: Settings, tmp_path: Path) -> Non
         squatter.bind(("127.0.0.1", 0))
         squatter.listen()
         port = squatter.getsockname()[1]
-        settings = stack.replace(stack_dir=tmp_path / "stack", redis_port=port)
+        settings = stack.replace(stack={"dir": tmp_path / "stack"}, redis_port=port)
         result = gavel("stack", "up", "redis", env=settings.to_env() | _path_env())
     assert result.returncode == 1
     assert f"Port {port}" in result.stderr and "GAVEL_REDIS_PORT" in result.stderr

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from gavel.settings import PROJECT_ROOT, Settings
+from gavel.settings import PROJECT_ROOT, Settings, StackSettings
 from monitor.metrics import MonitorMetrics
 from shell.stack.components import local_prometheus_config
 from stream_app.metrics import WorkerMetrics
@@ -91,6 +91,8 @@ def is_setting(variable: str) -> bool:
 
 def default(field: str) -> Any:
     """A setting's default, unaffected by GAVEL_* variables of the test environment."""
+    if field in StackSettings.model_fields:
+        return StackSettings.model_fields[field].default
     return Settings.model_fields[field].default
 
 

@@ -26,7 +26,7 @@ def test_defaults_point_at_the_local_stack() -> None:
     assert settings.redis_url == "redis://127.0.0.1:6379/0"
     assert settings.mlflow_tracking_uri == "http://127.0.0.1:5000"
     assert settings.namespace == ""
-    assert settings.stack_dir == PROJECT_ROOT / ".stack"
+    assert settings.stack.dir == PROJECT_ROOT / ".stack"
 
 
 def test_connections_derive_from_host_and_ports() -> None:
@@ -79,7 +79,7 @@ def test_env_var_beats_env_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
 @pytest.mark.parametrize(
     ("env", "value"),
     [
-        ("GAVEL_KAFKA_HEAP_MB", "2048"),
+        ("GAVEL_STACK__KAFKA_HEAP_MB", "2048"),
         ("GAVEL_TOPIC_PARTITIONS", "0"),
         ("GAVEL_WORKER_BATCH_WITHIN_S", "0"),
         ("GAVEL_NAMESPACE", "has space"),
@@ -149,7 +149,7 @@ def test_to_env_round_trips(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
         worker_batch_size=64,
         worker_batch_within_s=0.125,
         reports_dir=tmp_path / "reports",
-        stack_dir=tmp_path / "stack",
+        stack={"dir": tmp_path / "stack"},
         monitor={"window_events": 300, "drift_share": 0.5},
     )
     for key, value in original.to_env().items():

@@ -163,15 +163,17 @@ def test_log_records_never_carry_a_registered_secret(caplog: pytest.LogCaptureFi
 
 
 def test_the_local_broker_opens_a_sasl_ssl_listener_behind_a_setting(tmp_path: Path) -> None:
-    plain = Kafka(Settings(stack_dir=tmp_path))
+    plain = Kafka(Settings(stack={"dir": tmp_path}))
     assert plain.secure_listener_properties() == {}
     settings = Settings(
-        stack_dir=tmp_path,
         kafka_port=9092,
-        kafka_controller_port=9093,
-        stack_kafka_sasl_ssl_port=9094,
-        stack_kafka_keystore=tmp_path / "broker.p12",
-        stack_kafka_keystore_password="store-pw-1",
+        stack={
+            "dir": tmp_path,
+            "kafka_controller_port": 9093,
+            "kafka_sasl_ssl_port": 9094,
+            "kafka_keystore": tmp_path / "broker.p12",
+            "kafka_keystore_password": "store-pw-1",
+        },
         kafka_sasl_username="gavel",
         kafka_sasl_password='we"ird\\pw',
     )
@@ -189,7 +191,7 @@ def test_the_local_redis_and_mlflow_take_their_passwords_from_private_files(
     tmp_path: Path,
 ) -> None:
     settings = Settings(
-        stack_dir=tmp_path,
+        stack={"dir": tmp_path},
         redis_password="redis-pw-456",
         mlflow_tracking_username="admin",
         mlflow_tracking_password="mlflow-pw-789",
@@ -204,7 +206,7 @@ def test_the_local_redis_and_mlflow_take_their_passwords_from_private_files(
     assert "--app-name" in mlflow.command() and "mlflow-pw-789" not in " ".join(mlflow.command())
     assert "admin_password = mlflow-pw-789" in mlflow.auth_config_file.read_text()
     assert mlflow.auth_config_file.stat().st_mode & 0o077 == 0
-    assert "--app-name" not in MLflow(Settings(stack_dir=tmp_path)).command()
+    assert "--app-name" not in MLflow(Settings(stack={"dir": tmp_path})).command()
     assert KafkaSecurityProtocol.SASL_SSL.uses_tls and KafkaSecurityProtocol.SASL_SSL.uses_sasl
 
 
