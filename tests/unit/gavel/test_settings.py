@@ -178,3 +178,21 @@ def test_get_settings_is_cached(monkeypatch: pytest.MonkeyPatch) -> None:
         assert first.model_name == "cached"
     finally:
         get_settings.cache_clear()
+
+
+def test_stack_knobs_are_a_group_of_their_own_merged_by_replace(tmp_path: Path) -> None:
+    settings = Settings(stack={"dir": tmp_path, "kafka_heap_mb": 256})
+    moved = settings.replace(stack={"prometheus_port": 19090})
+    assert moved.stack.dir == tmp_path and moved.stack.kafka_heap_mb == 256
+    assert moved.stack.prometheus_port == 19090
+    secured = settings.replace(
+        stack={"kafka_sasl_ssl_port": 9094, "kafka_keystore": tmp_path / "k.p12",
+               "kafka_keystore_password": "ks-secret"},
+    )  # fmt: skip
+    env = secured.to_env()
+    assert env["GAVEL_STACK__KAFKA_KEYSTORE_PASSWORD"] == "ks-secret"
+    assert env["GAVEL_STACK__DIR"] == str(tmp_path)
+    assert "ks-secret" in secured.secrets() and "ks-secret" not in repr(secured)
+    assert "GAVEL_STACK__KAFKA_SASL_SSL_PORT" not in settings.to_env()  # unset stays unset
+    with pytest.raises(ValueError, match="kafka_keystore"):
+        Settings(stack={"kafka_sasl_ssl_port": 9094})
