@@ -253,7 +253,7 @@ def main() -> None:
     console.print(f"written to {path}")
 
 
-def registry_model(settings: Settings, registry) -> LoadedModel:  # type: ignore[no-untyped-def]
+def registry_model(settings: Settings, registry) -> LoadedModel:  # type: ignore[no-untyped-def]  # bench script, not type-checked
     client = registry.connect(settings)
     champion = registry.champion(client, settings.model_name)
     return LoadedModel(

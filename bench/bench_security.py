@@ -118,7 +118,7 @@ def main() -> None:
     finally:
         manager.down(plain, ("kafka",), console=Console(stderr=True, quiet=True))
 
-    def median(name: str, pick) -> float:  # type: ignore[no-untyped-def]
+    def median(name: str, pick) -> float:  # type: ignore[no-untyped-def]  # bench script, not type-checked
         return statistics.median(pick(row) for row in rounds[name])
 
     summary = {

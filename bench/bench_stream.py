@@ -178,7 +178,7 @@ def latency_at_rate(settings: Settings, frame, rate: float, workdir: Path) -> di
     }
 
 
-def _ok(httpx, url: str) -> bool:  # type: ignore[no-untyped-def]
+def _ok(httpx, url: str) -> bool:  # type: ignore[no-untyped-def]  # bench script, not type-checked
     try:
         return httpx.get(url, timeout=1).status_code == 200
     except httpx.HTTPError:

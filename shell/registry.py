@@ -2,7 +2,7 @@
 
 The champion is the version with alias ``champion`` (stages are deprecated); the one
 it replaced keeps alias ``previous``. Version tags record each promotion, so the
-history is visible in the MLflow UI and in ``gavel models``.
+history is visible in the MLflow UI and in ``gavel trainer status``.
 """
 
 from __future__ import annotations

@@ -187,7 +187,7 @@ def test_listing_json_includes_nulls() -> None:
 
 
 def roundtrip(event: BaseModel) -> BaseModel:
-    payload = event.to_json_bytes()  # type: ignore[attr-defined]
+    payload = event.to_json_bytes()  # type: ignore[attr-defined]  # every event class has it
     assert isinstance(payload, bytes)
     return type(event).model_validate_json(payload)
 

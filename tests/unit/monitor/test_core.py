@@ -100,10 +100,10 @@ def record_windows(monitor: Monitor) -> None:
         rows[-1]["rows"] = len(window)
         return evaluate_performance(window)
 
-    monitor.detector.run = on_run  # type: ignore[method-assign]
-    monitor._evaluate_drift = on_drift  # type: ignore[method-assign]
-    monitor._evaluate_performance = on_performance  # type: ignore[method-assign]
-    monitor._window_log = rows  # type: ignore[attr-defined]
+    monitor.detector.run = on_run  # type: ignore[method-assign]  # a test fake in its place
+    monitor._evaluate_drift = on_drift  # type: ignore[method-assign]  # a test fake in its place
+    monitor._evaluate_performance = on_performance  # type: ignore[method-assign]  # a test fake in its place
+    monitor._window_log = rows  # type: ignore[attr-defined]  # attached by the test
 
 
 def feed(monitor: Monitor, stream: Iterable[Event]) -> list[DriftAlert]:
@@ -138,7 +138,7 @@ def sample_value(monitor: Monitor, name: str, **labels: str) -> float | None:
 
 
 def history(monitor: Monitor, kind: str) -> pd.DataFrame:
-    logged = monitor._window_log  # type: ignore[attr-defined]
+    logged = monitor._window_log  # type: ignore[attr-defined]  # attached by the test
     frame = pd.DataFrame(logged, columns=["kind", "window_end"])
     if logged:
         frame = pd.DataFrame(logged)
@@ -407,8 +407,8 @@ def spy_windows(monitor: Monitor) -> tuple[list[Window[Any]], list[Window[Any]]]
         performance_windows.append(window)
         return evaluate_performance(window)
 
-    monitor._evaluate_drift = on_drift  # type: ignore[method-assign]
-    monitor._evaluate_performance = on_performance  # type: ignore[method-assign]
+    monitor._evaluate_drift = on_drift  # type: ignore[method-assign]  # a test fake in its place
+    monitor._evaluate_performance = on_performance  # type: ignore[method-assign]  # a test fake in its place
     return drift_windows, performance_windows
 
 

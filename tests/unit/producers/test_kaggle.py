@@ -167,7 +167,7 @@ def test_missing_column_is_a_format_error() -> None:
 
 def test_unknown_condition_scale_is_refused() -> None:
     with pytest.raises(ValueError, match="condition_scale"):
-        normalise_kaggle_frame(frame_of(row()), condition_scale="10")  # type: ignore[arg-type]
+        normalise_kaggle_frame(frame_of(row()), condition_scale="10")  # type: ignore[arg-type]  # wrong on purpose
 
 
 def test_empty_input_gives_an_empty_valid_frame() -> None:
@@ -336,7 +336,7 @@ def test_clean_kaggle_frame_gives_the_values_the_load_keeps() -> None:
 
 def test_clean_kaggle_frame_checks_its_arguments() -> None:
     with pytest.raises(ValueError, match="condition_scale"):
-        clean_kaggle_frame(frame_of(row()), condition_scale="10")  # type: ignore[arg-type]
+        clean_kaggle_frame(frame_of(row()), condition_scale="10")  # type: ignore[arg-type]  # wrong on purpose
     with pytest.raises(KaggleFormatError):
         clean_kaggle_frame(pd.DataFrame({"year": ["2012"]}))
 

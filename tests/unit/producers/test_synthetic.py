@@ -82,7 +82,7 @@ def test_custom_date_range_is_respected() -> None:
 )
 def test_bad_arguments_are_rejected(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        generate_auctions(**kwargs)  # type: ignore[arg-type]
+        generate_auctions(**kwargs)  # type: ignore[arg-type]  # wrong on purpose
 
 
 def committed() -> dict[str, Any]:
