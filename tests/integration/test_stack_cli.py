@@ -49,6 +49,23 @@ def test_a_taken_port_gets_a_clear_error(stack: Settings, tmp_path: Path) -> Non
     assert f"Port {port}" in result.stderr and "GAVEL_REDIS_PORT" in result.stderr
 
 
+def test_up_status_and_down_of_one_component(tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings = Settings(stack={"dir": tmp_path / "stack"}, redis_port=port)
+    env = settings.to_env() | _path_env()
+    try:
+        up = gavel("stack", "up", "redis", env=env)
+        assert up.returncode == 0, up.stderr
+        assert f"redis up at redis://127.0.0.1:{port}/0" in up.stderr
+    finally:
+        down = gavel("stack", "down", "redis", env=env)
+    assert down.returncode == 0 and "redis stopped" in down.stderr
+    status = gavel("stack", "status", env=env)
+    assert "stopped" in status.stdout
+
+
 def _path_env() -> dict[str, str]:
     import os
 
