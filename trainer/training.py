@@ -237,6 +237,12 @@ def train_and_register(
             main, baseline, split, settings, metrics, test_predictions, decision, source, margin,
             run_tags,
         )  # fmt: skip
+    try:
+        checkpoint()  # the lease may have been lost while logging: then never promote
+    except BaseException:
+        reason = "abandoned: the training was aborted while it registered"
+        registry.mark_rejected(client, settings.model_name, version, reason)
+        raise
     if decision.promote:
         registry.promote(client, settings.model_name, version, decision.reason, alert_id)
         champion_version = version
