@@ -323,6 +323,12 @@ class Redis(Component):
             return False
 
 
+# MLflow 3's server starts a job runner with seven huey consumers (about 250 MB each,
+# 1.7 GB together) for jobs Gavel never submits. Measured: the server's processes took
+# 2.46 GB of RSS with them, 0.50 GB without.
+JOBS_OFF = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
+
 class MLflow(Component):
     """An MLflow tracking server and model registry on sqlite with local artifacts."""
 
@@ -370,7 +376,7 @@ class MLflow(Component):
         )
 
     def start(self) -> int:
-        env = dict(os.environ)
+        env = {**os.environ, **JOBS_OFF}
         if self.secured:
             env["MLFLOW_AUTH_CONFIG_PATH"] = str(self.auth_config_file)
             env["MLFLOW_FLASK_SERVER_SECRET_KEY"] = self.flask_secret_key()

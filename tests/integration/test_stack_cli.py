@@ -70,3 +70,17 @@ def _path_env() -> dict[str, str]:
     import os
 
     return {key: os.environ[key] for key in ("PATH", "HOME") if key in os.environ}
+
+
+def test_mlflow_runs_without_its_job_consumers(stack: Settings) -> None:
+    """MLflow 3 would start seven huey job consumers (~1.7 GB) that Gavel never uses."""
+    server = int((stack.stack.dir / "pids" / "mlflow.pid").read_text())
+    tree = _descendants(server)
+    commands = [Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ") for pid in tree]
+    assert any(b"uvicorn" in command for command in commands), commands  # the probe can see
+    assert not [command for command in commands if b"huey" in command or b"_job_runner" in command]
+
+
+def _descendants(pid: int) -> list[int]:
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [pid] + [d for child in children for d in _descendants(int(child))]
