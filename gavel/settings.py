@@ -251,7 +251,11 @@ class Settings(BaseSettings):
         description="Raw payload kept in a dead letter (size and sha256 always).",
     )
     worker_session_timeout_s: float = Field(
-        10.0, ge=6, le=300, description="Kafka session timeout: how soon a dead worker is noticed."
+        6.0,
+        ge=6,
+        le=300,
+        description="Kafka session timeout: how soon a dead worker's partitions move to the "
+        "others (6 s is the brokers' default group.min.session.timeout.ms).",
     )
     worker_heartbeat_s: float = Field(1.0, gt=0, description="Kafka heartbeat interval.")
     worker_instance_id: str | None = Field(

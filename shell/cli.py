@@ -275,20 +275,37 @@ def worker(
             "with the same id takes its partitions back at once. Unique per process.",
         ),
     ] = None,
+    processes: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Run this many workers of one consumer group (ports from "
+            "GAVEL_WORKER_WEB_PORT up, instance ids suffixed -0, -1, ...); a worker that "
+            "dies is restarted. More workers than partitions of auctions.listed sit idle.",
+        ),
+    ] = 1,
 ) -> None:
     """Run the Faust scoring worker: price auctions.listed with the champion model, emit
     prices.scored, dead-letter bad events (with a reason), hot-swap new champions.
 
-    HTTP on GAVEL_WORKER_WEB_PORT: POST /predict, GET /health (503 when degraded),
-    GET /metrics. Run up to one worker per partition of auctions.listed. SIGTERM drains
-    the batches in flight and commits; exit code 3 means outputs could not be written
-    (nothing was acknowledged, a restart replays them).
+    HTTP on GAVEL_WORKER_WEB_PORT: POST /predict, GET /health (503 when degraded; it
+    names the partitions this worker owns), GET /metrics. Scale out by running more
+    workers, here with --processes or anywhere with the same GAVEL_NAMESPACE: Kafka's
+    consumer group spreads the partitions of auctions.listed (GAVEL_TOPIC_PARTITIONS at
+    topic creation) over them. SIGTERM drains the batches in flight and commits; exit
+    code 3 means outputs could not be written (nothing was acknowledged, a restart
+    replays them).
     """
-    from stream_app.app import run_worker
-
     settings = get_settings()
     if instance_id is not None:
         settings = settings.replace(worker_instance_id=instance_id)
+    if processes > 1:
+        from stream_app.supervisor import supervise
+
+        setup_logging(False)
+        raise typer.Exit(supervise(settings, processes, loglevel=loglevel))
+    from stream_app.app import run_worker
+
     run_worker(settings, loglevel=loglevel)
 
 

@@ -26,14 +26,14 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any, Protocol, cast
 
 import faust
 import orjson
 from aiohttp import web
 from confluent_kafka import KafkaError, Producer
-from faust.types import EventT
+from faust.types import TP, EventT
 from faust.web import Request, Response, View
 from prometheus_client import generate_latest
 
@@ -149,6 +149,8 @@ class ScoringWorker:
             on_error=self.on_output_error,
             on_success=self.on_output_success,
         )
+        self.listed_topic = settings.topic(AUCTIONS_LISTED)
+        self.partitions: list[int] | None = None  # of auctions.listed; None before the first
         self.acking: set[asyncio.Future[None]] = set()  # keeps the acknowledging tasks alive
         self.stopping = False
         self.started_at = time.time()
@@ -288,6 +290,7 @@ class ScoringWorker:
             "model_version": model.version if model else None,
             "model_source": model.source if model else None,
             "warnings": self.warnings(),
+            "partitions": self.partitions,
             "consumer_lag": self.facts.lag,
             "uptime_s": round(time.time() - self.started_at, 1),
             "events_scored": self.metrics.events_scored._value.get(),
@@ -302,7 +305,20 @@ class ScoringWorker:
             notes.append(f"registry unreachable: {self.holder.registry_error}")
         if model is not None and model.source == CACHE:
             notes.append(f"serving v{model.version} from the local cache, not confirmed")
+        if self.partitions == []:
+            notes.append(
+                f"no partition of {self.listed_topic} assigned: more workers than partitions, "
+                "or the group is rebalancing"
+            )
         return notes
+
+    def on_assigned(self, topic_partitions: Iterable[tuple[str, int]]) -> None:
+        """Record this worker's share of ``auctions.listed`` after a rebalance."""
+        mine = sorted(p for topic, p in topic_partitions if topic == self.listed_topic)
+        if mine != self.partitions:
+            log.info("assigned partitions %s of %s", mine, self.listed_topic)
+        self.partitions = mine
+        self.metrics.partitions.set(len(mine))
 
     def record_lag(self, lag: int) -> None:
         if lag == 0 or self.facts.last_progress_at is None:
@@ -399,6 +415,11 @@ def _wire_stream(app: faust.App, scorer: ScoringWorker, settings: Settings) -> N
     async def score_listings(stream: faust.StreamT[bytes]) -> None:
         # Faust's stream is a faust.Stream: it has noack_take, which StreamT does not declare.
         await scorer.run_agent(cast(EventBatches, stream))
+
+    @app.on_partitions_assigned.connect
+    async def record_assignment(sender: faust.App, /, *args: Any, **kwargs: Any) -> None:
+        assigned: set[TP] = args[0] if args else kwargs.get("assigned", set())
+        scorer.on_assigned((tp.topic, tp.partition) for tp in assigned)
 
     @on_start(app)
     async def serve_delivery_reports() -> None:

@@ -46,6 +46,11 @@ class WorkerMetrics:
             "Messages on auctions.listed not yet read by this worker.",
             registry=r,
         )
+        self.partitions = Gauge(
+            "gavel_worker_partitions",
+            "Partitions of auctions.listed assigned to this worker (0: idle).",
+            registry=r,
+        )
         self.model_swaps = Counter(
             "gavel_worker_model_swaps", "Model versions swapped in without a restart.", registry=r
         )

@@ -93,3 +93,19 @@ def test_faust_gets_the_reliability_settings() -> None:
     assert conf["consumer_group_instance_id"] == "w-1"
     assert conf["broker_session_timeout"] == 8
     assert conf["stream_wait_empty"] is False
+
+
+def test_health_names_the_partitions_owned_and_warns_when_idle() -> None:
+    worker = worker_with(Broken())
+    listed = worker.listed_topic
+    body, _ = worker.health()
+    assert body["partitions"] is None  # not assigned yet
+    worker.on_assigned([(listed, 3), ("other", 0), (listed, 1)])
+    body, _ = worker.health()
+    assert body["partitions"] == [1, 3]
+    assert not [w for w in body["warnings"] if "no partition" in w]
+    worker.on_assigned([("other", 0)])
+    body, _ = worker.health()
+    assert body["partitions"] == []
+    assert [w for w in body["warnings"] if "no partition" in w]
+    assert worker.metrics.partitions._value.get() == 0
