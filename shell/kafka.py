@@ -74,11 +74,31 @@ def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> dict[str, int]
     while True:  # new topics take a moment to appear in the metadata
         metadata = admin.list_topics(timeout=timeout_s).topics
         if all(name in metadata and metadata[name].partitions for name in names):
-            return {name: len(metadata[name].partitions) for name in names}
+            counts = {name: len(metadata[name].partitions) for name in names}
+            _warn_if_fewer_partitions(settings, counts)
+            return counts
         if time.monotonic() > deadline:
             absent = [name for name in names if name not in metadata]
             raise KafkaException(f"topics {absent} did not appear within {timeout_s}s")
         time.sleep(0.2)
+
+
+def _warn_if_fewer_partitions(settings: Settings, counts: dict[str, int]) -> None:
+    """Say so when existing data topics have fewer partitions than the settings ask for:
+    workers beyond the partition count of auctions.listed would sit idle."""
+    for spec in TOPICS:
+        name = settings.topic(spec.name)
+        wanted = spec.partitions(settings.topic_partitions)
+        if counts[name] < wanted:
+            log.warning(
+                "%s has %d partitions, GAVEL_TOPIC_PARTITIONS asks for %d: Kafka does not "
+                "re-partition an existing topic. Use a new GAVEL_NAMESPACE, or raise it with "
+                "kafka-topics.sh --alter --partitions %d (then restart the monitor).",
+                name,
+                counts[name],
+                wanted,
+                wanted,
+            )
 
 
 def delete_topics_with_prefix(

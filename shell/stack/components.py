@@ -451,9 +451,15 @@ class Prometheus(Component):
 
 
 def local_prometheus_config(settings: Settings) -> str:
-    """deploy/prometheus.yml with the targets moved to the local ports."""
+    """deploy/prometheus.yml with the targets moved to the local ports.
+
+    Workers: the port of each of up to one worker per partition, as `gavel worker
+    --processes N` numbers them (the ports of workers not running show as down).
+    """
     host = settings.host
     scrape_interval_s = settings.stack.prometheus_scrape_interval_s
+    ports = range(settings.worker_web_port, settings.worker_web_port + settings.topic_partitions)
+    workers = ", ".join(f'"{host}:{port}"' for port in ports)
     return f"""# Written by `gavel stack up --with-prometheus`; mirrors deploy/prometheus.yml.
 global:
   scrape_interval: {scrape_interval_s:g}s
@@ -461,7 +467,7 @@ global:
 scrape_configs:
   - job_name: gavel-worker
     static_configs:
-      - targets: ["{host}:{settings.worker_web_port}"]
+      - targets: [{workers}]
   - job_name: gavel-monitor
     static_configs:
       - targets: ["{host}:{settings.monitor_metrics_port}"]

@@ -29,6 +29,22 @@ def test_ensure_topics_creates_every_topic_with_configured_partitions(isolated: 
         assert partitions[isolated.topic(spec.name)] == expected
 
 
+def test_asking_for_more_partitions_than_a_topic_has_says_what_to_do(
+    isolated: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    more = isolated.replace(topic_partitions=isolated.topic_partitions + 2)
+    with caplog.at_level("WARNING", logger="shell.kafka"):
+        partitions = ensure_topics(more)
+    listed = isolated.topic(AUCTIONS_LISTED)
+    assert partitions[listed] == isolated.topic_partitions  # never re-partitioned behind one's back
+    warned = [r.getMessage() for r in caplog.records if listed in r.getMessage()]
+    assert warned and "--partitions" in warned[0] and "GAVEL_NAMESPACE" in warned[0]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="shell.kafka"):
+        ensure_topics(isolated)
+    assert not caplog.records
+
+
 def test_produce_then_consume_keeps_keys_and_partitioning(isolated: Settings) -> None:
     topic = isolated.topic(AUCTIONS_LISTED)
     producer = Producer(producer_config(isolated))

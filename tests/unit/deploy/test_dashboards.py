@@ -227,7 +227,9 @@ def test_compose_services_use_the_settings_ports(compose: dict[str, Any]) -> Non
     services = compose["services"]
     assert services["worker"]["command"] == ["worker"]
     assert services["monitor"]["command"] == ["monitor"]
-    assert f"{default('worker_web_port')}:6066" in services["worker"]["ports"][0]
+    # A range of host ports, one per replica of `--scale worker=N`, from the default port.
+    assert f":{default('worker_web_port')}-" in services["worker"]["ports"][0]
+    assert services["worker"]["ports"][0].endswith(":6066")
     assert f"{default('monitor_metrics_port')}:9108" in services["monitor"]["ports"][0]
     assert services["replay"]["profiles"] == ["replay"]
     for name in ("prometheus", "grafana"):
@@ -241,10 +243,15 @@ def test_compose_services_use_the_settings_ports(compose: dict[str, Any]) -> Non
 
 
 def scrape_jobs(config: dict[str, Any]) -> dict[str, list[str]]:
-    return {
-        job["job_name"]: [t for sc in job["static_configs"] for t in sc["targets"]]
-        for job in config["scrape_configs"]
-    }
+    """Each job's targets: static ones, and DNS names as name:port."""
+    jobs: dict[str, list[str]] = {}
+    for job in config["scrape_configs"]:
+        targets = [t for sc in job.get("static_configs", []) for t in sc["targets"]]
+        for sd in job.get("dns_sd_configs", []):
+            assert sd["type"] == "A"
+            targets += [f"{name}:{sd['port']}" for name in sd["names"]]
+        jobs[job["job_name"]] = targets
+    return jobs
 
 
 def test_prometheus_config_mirrors_the_local_one() -> None:
@@ -263,3 +270,7 @@ def test_prometheus_config_mirrors_the_local_one() -> None:
         "gavel-worker": [f"worker:{default('worker_web_port')}"],
         "gavel-monitor": [f"monitor:{default('monitor_metrics_port')}"],
     }
+    first = default("worker_web_port")
+    local_workers = scrape_jobs(local)["gavel-worker"]
+    assert local_workers[0] == f"127.0.0.1:{first}"
+    assert len(local_workers) == default("topic_partitions")  # one per --processes child
