@@ -227,6 +227,9 @@ class Settings(BaseSettings):
     worker_batch_within_s: float = Field(
         0.05, gt=0, description="Longest wait to fill a micro-batch (seconds)."
     )
+    worker_batches_in_flight: int = Field(
+        4, ge=1, description="Micro-batches scored while earlier ones await the broker."
+    )
     worker_poll_alias_s: float = Field(30.0, gt=0)
     worker_model_cache_dir: Path = Field(
         PROJECT_ROOT / ".cache" / "models",
