@@ -1,4 +1,5 @@
-"""One adjustment to faust-streaming's Kafka consumer, applied by the worker only.
+"""Adjustments to faust-streaming's Kafka consumer, applied by the worker only: the
+fetch wait below, and the message delivery of :mod:`stream_app.faust_delivery`.
 
 Faust creates its aiokafka consumer with ``fetch_max_wait_ms=1500``, hard-coded. When
 a fetch request happens to cover only partitions without new data, the broker holds it
@@ -14,6 +15,8 @@ from typing import Any
 
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
+from stream_app import faust_delivery
+
 FETCH_MAX_WAIT_MS = 50
 
 _original = faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer
@@ -26,4 +29,5 @@ def _create_worker_consumer(self: Any, transport: Any) -> Any:
 
 
 def apply() -> None:
+    faust_delivery.apply()
     faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer = _create_worker_consumer  # type: ignore[method-assign]  # patching Faust on purpose

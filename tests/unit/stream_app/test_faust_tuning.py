@@ -6,9 +6,10 @@ import asyncio
 
 import faust
 import pytest
+from faust.transport.consumer import Consumer
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
-from stream_app import faust_tuning
+from stream_app import faust_delivery, faust_tuning
 
 
 async def fetch_wait_ms() -> int:
@@ -29,8 +30,10 @@ def test_the_fetch_wait_drops_from_faust_hard_coded_default(
         "_create_worker_consumer",
         AIOKafkaConsumerThread._create_worker_consumer,
     )
+    monkeypatch.setattr(Consumer, "_drain_messages", Consumer._drain_messages)
     # Faust's own value, checked so that an upgrade that changes it is noticed.
     assert asyncio.run(fetch_wait_ms()) == 1500
     faust_tuning.apply()
     faust_tuning.apply()  # idempotent
     assert asyncio.run(fetch_wait_ms()) == faust_tuning.FETCH_MAX_WAIT_MS == 50
+    assert Consumer._drain_messages is faust_delivery.drain_messages
