@@ -22,6 +22,7 @@ from gavel import features
 from gavel.features import CATEGORICAL_FEATURES, derive_features, listings_frame
 from gavel.schemas import Listing
 from stream_app import scorer as scorer_module
+from stream_app.model import LoadedModel
 from stream_app.scorer import (
     CompiledScorer,
     EncodedColumn,
@@ -245,6 +246,22 @@ def test_the_continued_model_keeps_the_base_rounds() -> None:
     base = pipelines.fresh()["model"].regressor_
     continued = pipelines.continued()["model"].regressor_
     assert iteration_range(continued)[1] > base.best_iteration + 1
+
+
+def test_two_versions_each_keep_their_own_prices() -> None:
+    """What a hot swap relies on: compiling v2 leaves v1's scorer as it was."""
+    first = LoadedModel("price", "1", pipelines.fresh(), 0.0)
+    second = LoadedModel("price", "2", pipelines.continued(), 0.0)
+    assert first.scorer is not None and first.scorer.compiled
+    assert second.scorer is not None and second.scorer.compiled
+    listings = pipelines.listings(500, seed=5)
+    first_prices, second_prices = first.predict(listings), second.predict(listings)
+    np.testing.assert_allclose(first_prices, pipeline_prices(first.pipeline, listings), rtol=RTOL)
+    np.testing.assert_allclose(second_prices, pipeline_prices(second.pipeline, listings), rtol=RTOL)
+    assert np.median(np.abs(first_prices / second_prices - 1)) > 0.01
+    # And compiling v1 again gives v1's prices, not the last compiled ones.
+    again = compile_scorer(pipelines.fresh())
+    np.testing.assert_array_equal(again.predict(listings), first_prices)
 
 
 def test_the_code_tables_follow_the_fitted_encoder(compiled: CompiledScorer) -> None:
