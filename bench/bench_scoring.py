@@ -13,6 +13,9 @@ made single-threaded like the worker does) and the same listings throughout:
    both see the same machine: the whole hot path before and after a change.
 3. With `--profile`: cProfile of `score_batch` on batches of 500 in each checkout, the
    costliest functions by own time.
+4. With `--http` (needs the local stack): a champion registered in MLflow under a fresh
+   name, then a real `gavel worker` of each checkout in turn, and one-listing
+   `POST /predict` round trips timed by a keep-alive client (p50/p99).
 
 Every child runs with OMP_NUM_THREADS=1, as the worker scores. The machine has 2 cores
 shared with other work: compare figures of the same run only, and repeat.
@@ -28,6 +31,7 @@ import json
 import os
 import pickle
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -248,6 +252,126 @@ def profiles(checkouts: dict[str, Path], data: Path, top: int = 15) -> dict[str,
     return out
 
 
+def http_predict(
+    checkouts: dict[str, Path], listings: int, requests: int, rounds: int
+) -> dict[str, Any]:
+    """One-listing ``POST /predict`` round trips against real workers, alternating."""
+    sys.path.insert(0, str(ROOT))
+    import uuid
+
+    import orjson
+    from rich.console import Console
+
+    from gavel.settings import Settings
+    from producers.sources.synthetic import generate_auctions
+    from producers.timeline import listing_payloads
+    from shell.kafka import delete_topics_with_prefix, ensure_topics
+    from shell.stack import manager
+    from shell.stack.process import wait_until
+    from trainer.split import time_split
+    from trainer.training import train_and_register
+
+    base = Settings()
+    manager.up(base, manager.CORE, console=Console(stderr=True, quiet=True))
+    tag = uuid.uuid4().hex[:6]
+    workdir = Path(tempfile.mkdtemp(prefix="bench-http-"))
+    settings = base.replace(
+        namespace=f"bench-{tag}.",
+        model_name=f"gavel-bench-{tag}",
+        experiment_name="gavel-bench",
+        worker_web_port=_free_port(),
+        worker_model_cache_dir=workdir / "model-cache",
+    )
+    ensure_topics(settings)
+    data = generate_auctions(60_000 + listings, start="2015-01-01", end="2015-06-30", seed=3)
+    split = time_split(data.head(60_000), "2015-02-15", test_days=14)
+    train_and_register(split, settings, source="bench")
+    bodies = [
+        orjson.dumps({k: v for k, v in orjson.loads(p).items() if v is not None})
+        for p in listing_payloads(data.tail(listings))
+    ]
+    latencies: dict[str, list[float]] = {name: [] for name in checkouts}
+    try:
+        for _ in range(rounds):
+            for name, checkout in checkouts.items():
+                worker = start_worker(name, checkout, settings, workdir)
+                try:
+                    ready = wait_until(lambda: _healthy(settings), 120, 0.5)
+                    assert ready, f"the {name} worker did not start:\n{worker.log_tail(30)}"
+                    latencies[name] += _post_all(settings, bodies, requests)
+                finally:
+                    worker.stop()
+                stats = percentiles(latencies[name][-requests:])
+                print(f"{name}: p50 {stats['p50']:,.0f} µs, p99 {stats['p99']:,.0f} µs")
+    finally:
+        delete_topics_with_prefix(settings, f"bench-{tag}")
+        shutil.rmtree(workdir, ignore_errors=True)
+    return {
+        "model": settings.model_name,
+        "requests_per_round": requests,
+        "rounds": rounds,
+        "round_trip_us": {name: percentiles(values) for name, values in latencies.items()},
+    }
+
+
+def start_worker(name: str, checkout: Path, settings: Any, workdir: Path) -> Any:
+    """``gavel worker`` of ``checkout``, as ``start_gavel`` starts it, but run from the
+    checkout: ``python -m`` puts the working directory first on the path."""
+    from shell.stack.process import ManagedProcess
+
+    process = ManagedProcess(f"bench-{name}", workdir)
+    env = {
+        **settings.to_env(),
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONPATH": str(checkout),
+        "OMP_NUM_THREADS": "1",
+    }
+    process.start([sys.executable, "-m", "shell.cli", "worker"], env=env, cwd=checkout)
+    return process
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _healthy(settings: Any) -> bool:
+    import http.client
+
+    try:
+        connection = http.client.HTTPConnection(settings.host, settings.worker_web_port, timeout=2)
+        connection.request("GET", "/health")
+        return connection.getresponse().status == 200
+    except OSError:
+        return False
+
+
+def _post_all(settings: Any, bodies: list[bytes], requests: int) -> list[float]:
+    """Round trips of ``requests`` one-listing POSTs on one keep-alive connection, after
+    a warm-up; every answer must be a price."""
+    import http.client
+
+    connection = http.client.HTTPConnection(settings.host, settings.worker_web_port, timeout=10)
+    headers = {"Content-Type": "application/json"}
+    out = []
+    for index in range(requests + 100):
+        body = bodies[index % len(bodies)]
+        started = time.perf_counter()
+        connection.request("POST", "/predict", body=body, headers=headers)
+        response = connection.getresponse()
+        answer = response.read()
+        elapsed = time.perf_counter() - started
+        assert response.status == 200, answer
+        if index >= 100:  # the first hundred warm up
+            out.append(1e6 * elapsed)
+    connection.close()
+    return out
+
+
 def load_average() -> list[float]:
     return [round(value, 2) for value in os.getloadavg()]
 
@@ -259,6 +383,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--one-row-calls", type=int, default=2_000)
     parser.add_argument("--profile", action="store_true", help="cProfile score_batch too")
+    parser.add_argument("--http", action="store_true", help="time POST /predict on workers")
+    parser.add_argument("--http-requests", type=int, default=2_000)
     args = parser.parse_args()
     result: dict[str, Any] = {
         "at": datetime.now(UTC).isoformat(),
@@ -280,6 +406,12 @@ def main() -> None:
             if args.baseline is not None:
                 checkouts["baseline"] = args.baseline.resolve()
             result["profiles"] = profiles(checkouts, data)
+    if args.http:
+        print("4. POST /predict, one listing, against real workers")
+        workers = {"this": ROOT}
+        if args.baseline is not None:
+            workers["baseline"] = args.baseline.resolve()
+        result["http_predict"] = http_predict(workers, 2_000, args.http_requests, 2)
     result["load_average_after"] = load_average()
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"scoring-{time.strftime('%Y%m%dT%H%M%S')}.json"
