@@ -199,8 +199,8 @@ def _compile(pipeline: Any, fallback: PipelineScorer) -> CompiledScorer:
     steps = [step for _, step in getattr(pipeline, "steps", [])]
     if not isinstance(pipeline, Pipeline) or len(steps) != 3:
         raise Unsupported(f"a {type(pipeline).__name__}, not a 3-step pipeline")
-    features, encode, model = steps
-    _check_features(features)
+    derive, encode, model = steps
+    _check_features(derive)
     columns = _columns(encode)
     regressor = _regressor(model)
     booster = regressor.get_booster()
