@@ -15,7 +15,8 @@ made single-threaded like the worker does) and the same listings throughout:
    costliest functions by own time.
 4. With `--http` (needs the local stack): a champion registered in MLflow under a fresh
    name, then a real `gavel worker` of each checkout in turn, and one-listing
-   `POST /predict` round trips timed by a keep-alive client (p50/p99).
+   `POST /predict` round trips timed by a keep-alive client (p50/p99), next to `GET /health`
+   on the same worker: the round trip of the HTTP stack, and of the machine's noise.
 
 Every child runs with OMP_NUM_THREADS=1, as the worker scores. The machine has 2 cores
 shared with other work: compare figures of the same run only, and repeat.
@@ -212,15 +213,21 @@ def compare_in_process(data: Path, rounds: int, one_row_calls: int) -> dict[str,
     raw = child(CHILD_COMPARE, ROOT, data, rounds, one_row_calls)
     per_listing = raw["per_listing_us"]
     medians = {name: statistics.median(values) for name, values in per_listing.items()}
+    # On a shared machine the best round is the closest to the code's own cost.
+    best = {name: min(values) for name, values in per_listing.items()}
     one_row = {name: percentiles(values) for name, values in raw["one_row_us"].items()}
     for name, value in medians.items():
-        print(f"score_batch, {name}: {value:.1f} µs/listing = {1e6 / value:,.0f} listings/s")
+        print(
+            f"score_batch, {name}: {value:.1f} µs/listing = {1e6 / value:,.0f} listings/s"
+            f" (best round {best[name]:.1f} µs = {1e6 / best[name]:,.0f}/s)"
+        )
     for name, stats in one_row.items():
         print(f"one listing, {name}: p50 {stats['p50']:,.0f} µs, p99 {stats['p99']:,.0f} µs")
     return {
         "score_batch_us_per_listing": per_listing,
         "median_us_per_listing": medians,
         "median_listings_per_s": {name: 1e6 / value for name, value in medians.items()},
+        "best_round_listings_per_s": {name: 1e6 / value for name, value in best.items()},
         "compiled_speedup": medians["pipeline"] / medians["compiled"],
         "one_row_us": one_row,
         "one_row_calls": one_row_calls,
@@ -238,6 +245,7 @@ def compare_checkouts(baseline: Path, data: Path, rounds: int) -> dict[str, Any]
         "baseline_checkout": str(baseline),
         "events_per_s": rates,
         "median_events_per_s": medians,
+        "best_round_events_per_s": {name: max(values) for name, values in rates.items()},
         "this_to_baseline": medians["this"] / medians["baseline"],
     }
 
@@ -291,6 +299,8 @@ def http_predict(
         for p in listing_payloads(data.tail(listings))
     ]
     latencies: dict[str, list[float]] = {name: [] for name in checkouts}
+    # GET /health on the same worker: the round trip of the HTTP stack and the machine.
+    floor: dict[str, list[float]] = {name: [] for name in checkouts}
     try:
         for _ in range(rounds):
             for name, checkout in checkouts.items():
@@ -299,10 +309,15 @@ def http_predict(
                     ready = wait_until(lambda: _healthy(settings), 120, 0.5)
                     assert ready, f"the {name} worker did not start:\n{worker.log_tail(30)}"
                     latencies[name] += _post_all(settings, bodies, requests)
+                    floor[name] += _post_all(settings, [b""], requests, "GET", "/health")
                 finally:
                     worker.stop()
                 stats = percentiles(latencies[name][-requests:])
-                print(f"{name}: p50 {stats['p50']:,.0f} µs, p99 {stats['p99']:,.0f} µs")
+                health = percentiles(floor[name][-requests:])
+                print(
+                    f"{name}: p50 {stats['p50']:,.0f} µs, p99 {stats['p99']:,.0f} µs"
+                    f" (GET /health: p50 {health['p50']:,.0f} µs, p99 {health['p99']:,.0f} µs)"
+                )
     finally:
         delete_topics_with_prefix(settings, f"bench-{tag}")
         shutil.rmtree(workdir, ignore_errors=True)
@@ -311,6 +326,7 @@ def http_predict(
         "requests_per_round": requests,
         "rounds": rounds,
         "round_trip_us": {name: percentiles(values) for name, values in latencies.items()},
+        "health_round_trip_us": {name: percentiles(values) for name, values in floor.items()},
     }
 
 
@@ -350,18 +366,20 @@ def _healthy(settings: Any) -> bool:
         return False
 
 
-def _post_all(settings: Any, bodies: list[bytes], requests: int) -> list[float]:
+def _post_all(
+    settings: Any, bodies: list[bytes], requests: int, method: str = "POST", path: str = "/predict"
+) -> list[float]:
     """Round trips of ``requests`` one-listing POSTs on one keep-alive connection, after
-    a warm-up; every answer must be a price."""
+    a warm-up; every answer must be a 200."""
     import http.client
 
     connection = http.client.HTTPConnection(settings.host, settings.worker_web_port, timeout=10)
     headers = {"Content-Type": "application/json"}
     out = []
     for index in range(requests + 100):
-        body = bodies[index % len(bodies)]
+        body = bodies[index % len(bodies)] if method == "POST" else None
         started = time.perf_counter()
-        connection.request("POST", "/predict", body=body, headers=headers)
+        connection.request(method, path, body=body, headers=headers)
         response = connection.getresponse()
         answer = response.read()
         elapsed = time.perf_counter() - started
