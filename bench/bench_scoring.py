@@ -60,6 +60,9 @@ events = [
 ]
 batches = [events[i:i + 500] for i in range(0, len(events), 500)]
 served = LoadedModel("bench", "1", pipeline, time.time())  # the checkout's own serving path
+import gc
+gc.collect()
+gc.freeze()  # as the worker does after each model swap: long-lived objects leave the GC
 """
 
 # Each checkout's score_batch with its own serving model: listings/s over every batch.
