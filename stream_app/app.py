@@ -50,7 +50,7 @@ from stream_app.metrics import WorkerMetrics
 from stream_app.model import CACHE, LoadedModel, ModelHolder, RegistryModelSource
 from stream_app.model_cache import ModelCache
 from stream_app.outputs import BatchOutputs, OutputPolicy, OutputsFailed, Verdict
-from stream_app.predict import admit, parse_predict_request
+from stream_app.predict import INLINE_LISTINGS, admit, parse_predict_request
 from stream_app.validation import Invalid
 
 log = logging.getLogger("stream_app")
@@ -520,7 +520,11 @@ def _wire_http(app: faust.App, scorer: ScoringWorker, settings: Settings) -> Non
             model = holder.current
             if model is None:
                 return self.json({"detail": "no champion model loaded yet"}, status=503)
-            prices = await asyncio.to_thread(model.predict, listings)
+            if len(listings) <= INLINE_LISTINGS:
+                # Compiled, a few listings cost less than the hop to a thread and back.
+                prices = model.predict(listings)
+            else:
+                prices = await asyncio.to_thread(model.predict, listings)
             priced: dict[str, Any] = {
                 "model_name": model.name,
                 "model_version": model.version,

@@ -31,7 +31,8 @@ from typing import Protocol
 
 import numpy as np
 
-from gavel.schemas import DeadLetter, DeadLetterReason, Listing, ScoredPrice, utc_now
+from gavel.schemas import DeadLetter, DeadLetterReason, Listing, utc_now
+from stream_app.scored import BatchFields, scored_json
 from stream_app.validation import Invalid, parse_listing
 
 log = logging.getLogger(__name__)
@@ -205,22 +206,23 @@ def score_batch(
     prices = predict_isolating_failures(model, [listing for _, listing in valid])
     scored_at = utc_now()
     now_s = scored_at.timestamp()
+    shared: BatchFields | Invalid
+    try:
+        # Validated once for the batch; each listing was validated when it was parsed.
+        shared = BatchFields.validated(
+            model.name, model.version, getattr(model, "source", "registry"), scored_at
+        )
+    except Exception as exc:  # then no event of the batch can be written
+        shared = _failure(exc)
     for (event, listing), price in zip(valid, prices, strict=True):
         if isinstance(price, Invalid):
             result.reject(event, price, limits)
             continue
+        if isinstance(shared, Invalid):
+            result.reject(event, shared, limits)
+            continue
         try:
-            value = ScoredPrice(
-                auction_id=listing.auction_id,
-                predicted_price=round(price, 2),
-                model_name=model.name,
-                model_version=model.version,
-                listed_at=listing.listed_at,
-                scored_at=scored_at,
-                ingested_at=broker_time(event.timestamp_s),
-                features=listing,
-                model_source=getattr(model, "source", "registry"),
-            ).to_json_bytes()
+            value = scored_json(listing, price, shared, broker_time(event.timestamp_s))
         except Exception as exc:
             result.reject(event, _failure(exc), limits)
             continue

@@ -17,17 +17,17 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
 from sklearn.pipeline import Pipeline
 
-from gavel.features import listings_frame
 from gavel.schemas import Listing
 from gavel.settings import Settings
 from shell import registry
 from stream_app.model_cache import ModelCache
+from stream_app.scorer import Scorer, compile_scorer
 
 log = logging.getLogger(__name__)
 
@@ -44,15 +44,28 @@ CACHE = "cache"
 
 @dataclass(frozen=True)
 class LoadedModel:
+    """A version in service: the registry's pipeline and its compiled scorer.
+
+    The scorer is compiled when the model is made (in the loading thread), once per
+    version; ``dataclasses.replace`` hands the same scorer on.
+    """
+
     name: str
     version: str
     pipeline: Pipeline
     loaded_at: float
     source: str = REGISTRY  # or CACHE: served from the local copy, registry not confirmed
+    scorer: Scorer | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.scorer is None:
+            scorer = compile_scorer(self.pipeline, f"{self.name} v{self.version}")
+            object.__setattr__(self, "scorer", scorer)  # frozen: set once, here
 
     def predict(self, listings: Sequence[Listing]) -> np.ndarray:
-        """Prices for a batch, in one native pipeline call."""
-        return np.asarray(self.pipeline.predict(listings_frame(listings)), dtype=float)
+        """Prices for a batch, by the compiled scorer (the pipeline's own prices)."""
+        assert self.scorer is not None  # set by __post_init__
+        return self.scorer.predict(listings)
 
 
 class ModelSource(Protocol):
@@ -167,14 +180,20 @@ class ModelHolder:
     async def _serve_cached(self) -> bool:
         if self.cache is None:
             return False
-        cached = await asyncio.to_thread(self.cache.load, self.model_name)
-        if cached is None:
+        loaded = await asyncio.to_thread(self._load_cached)  # compiling takes a moment too
+        if loaded is None:
             log.warning("no cached model for %s either; waiting for the registry", self.model_name)
             return False
-        version, pipeline = cached  # cached after single_threaded, as it was served
-        loaded = LoadedModel(self.model_name, version, pipeline, time.time(), source=CACHE)
         self._swap(loaded, "registry unreachable: local cache")
         return True
+
+    def _load_cached(self) -> LoadedModel | None:
+        assert self.cache is not None
+        cached = self.cache.load(self.model_name)
+        if cached is None:
+            return None
+        version, pipeline = cached  # cached after single_threaded, as it was served
+        return LoadedModel(self.model_name, version, pipeline, time.time(), source=CACHE)
 
     def _keep(self, loaded: LoadedModel) -> None:
         assert self.cache is not None

@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gavel.features import (
     CATEGORICAL_FEATURES,
+    LISTED_YEAR,
     MODEL_FEATURES,
     NUMERIC_FEATURES,
     TARGET,
+    derive_columns,
     derive_features,
+    listing_columns,
     listings_frame,
 )
 from gavel.schemas import LISTING_FIELDS, Listing, Sale
@@ -191,3 +196,66 @@ def test_serving_path_end_to_end() -> None:
 def test_the_target_is_the_sale_price() -> None:
     assert TARGET in Sale.model_fields
     assert TARGET not in MODEL_FEATURES
+
+
+# -- the one derivation, from a frame or straight from listings ----------------------------
+
+texts = (
+    st.none()
+    | st.sampled_from(["Ford", " SUV ", "—", "-", "nan", "None", "", "F-150"])
+    | st.text(max_size=12)
+)
+
+
+@st.composite
+def listings(draw: st.DrawFn) -> Listing:
+    listed_at = draw(
+        st.datetimes(
+            min_value=datetime(1991, 1, 1),
+            max_value=datetime(2098, 12, 31),
+            timezones=st.sampled_from([UTC, timezone(timedelta(hours=-5))]),
+        )
+    )
+    maybe_number = st.none() | st.floats(1.0, 5.0)
+    return Listing.model_validate(
+        {
+            "auction_id": "a",
+            "listed_at": listed_at,
+            "year": draw(st.integers(1950, listed_at.astimezone(UTC).year + 1)),
+            "make": draw(st.sampled_from(["Ford", " kia", "—"])),
+            "model": draw(st.sampled_from(["Fusion", "F-150 ", "-"])),
+            "trim": draw(texts),
+            "body": draw(texts),
+            "transmission": draw(st.sampled_from([None, "automatic", "manual"])),
+            "color": draw(texts),
+            "interior": draw(texts),
+            "condition": draw(maybe_number),
+            "odometer": draw(st.none() | st.floats(0.0, 1_000_000.0)),
+            "mmr": draw(st.none() | st.floats(0.5, 1_000_000.0)),
+        }
+    )
+
+
+@settings(max_examples=150, deadline=None)
+@given(batch=st.lists(listings(), min_size=1, max_size=20))
+def test_listing_columns_derive_what_the_frame_derives(batch: list[Listing]) -> None:
+    """The serving path (no frame) and the pipeline's path give the same model inputs."""
+    from_frame = derive_features(listings_frame(batch))
+    direct = pd.DataFrame(derive_columns(listing_columns(batch)))
+    pd.testing.assert_frame_equal(direct, from_frame)
+
+
+def test_listing_columns_keep_missing_values_missing() -> None:
+    columns = listing_columns([make_listing("a1"), make_listing("a2", odometer=5.0, trim="SE")])
+    assert columns[LISTED_YEAR].tolist() == [2015.0, 2015.0]
+    assert np.isnan(columns["odometer"][0]) and columns["odometer"][1] == 5.0
+    assert columns["trim"].tolist() == [None, "SE"]
+    assert columns["trim"].dtype == object
+
+
+def test_derive_columns_makes_every_model_feature_even_from_nothing() -> None:
+    out = derive_columns({LISTED_YEAR: np.array([2015.0]), "year": np.array([2013.0])})
+    assert list(out) == list(MODEL_FEATURES)
+    assert out["age"].tolist() == [2.0]
+    assert all(is_nan(out[column][0]) for column in CATEGORICAL_FEATURES)
+    assert np.isnan(out["miles_per_year"][0])

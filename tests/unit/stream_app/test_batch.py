@@ -13,6 +13,7 @@ import orjson
 import pytest
 
 from gavel.schemas import DeadLetter, DeadLetterReason, Listing, ScoredPrice
+from stream_app import batch
 from stream_app.batch import IncomingEvent, Output, score_batch
 
 TOPIC = "auctions.listed"
@@ -29,6 +30,7 @@ class FakeModel:
     ) -> None:
         self.name = "fake-price"
         self.version = "7"
+        self.source = "registry"
         self.rules = rules or {}
         self.batch_error = batch_error
         self.calls: list[int] = []
@@ -282,3 +284,31 @@ def test_every_row_failing() -> None:
     assert result.scored == []
     assert len(result.dead_letters) == 3
     assert result.reasons == {"scoring_failed": 3}
+
+
+def test_a_failing_serialisation_costs_its_event_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    write = batch.scored_json
+
+    def failing_for_b(listing: Listing, *args: Any) -> bytes:
+        if listing.auction_id == "b":
+            raise ValueError("cannot write b")
+        return write(listing, *args)
+
+    monkeypatch.setattr(batch, "scored_json", failing_for_b)
+    events = [event(listing_json(auction_id), i) for i, auction_id in enumerate("abc")]
+    result = score_batch(events, FakeModel())
+    assert [s.auction_id for s in scored(result.scored)] == ["a", "c"]
+    (letter,) = [DeadLetter.model_validate_json(o.value) for o in result.dead_letters]
+    assert (letter.reason, letter.offset) == (DeadLetterReason.SCORING_FAILED, 1)
+    assert letter.detail == "ValueError: cannot write b"
+
+
+def test_a_model_the_contract_refuses_dead_letters_each_event_with_why() -> None:
+    model = FakeModel()
+    model.source = "elsewhere"  # not a ScoredPrice.model_source
+    events = [event(listing_json(f"a{i}"), i) for i in range(3)]
+    result = score_batch(events, model)
+    assert result.scored == []
+    assert result.reasons == {"scoring_failed": 3}
+    details = {DeadLetter.model_validate_json(o.value).detail for o in result.dead_letters}
+    assert len(details) == 1 and "model_source" in details.pop()

@@ -4,13 +4,16 @@ while the registry is unreachable."""
 from __future__ import annotations
 
 import asyncio
+import pickle
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from stream_app.model import CACHE, REGISTRY, LoadedModel, ModelHolder
+from stream_app.model import CACHE, REGISTRY, LoadedModel, ModelHolder, single_threaded
 from stream_app.model_cache import ModelCache
+from tests.unit.stream_app import pipelines
 
 
 class Registry:
@@ -100,3 +103,37 @@ def test_an_unreadable_cache_is_ignored(tmp_path: Path, content: bytes) -> None:
     cache = ModelCache(tmp_path)
     cache.path("price").write_bytes(content)
     assert cache.load("price") is None
+
+
+class RealRegistry(Registry):
+    """Versions that are real champion pipelines, as MLflow hands them over."""
+
+    def load(self, version: str) -> LoadedModel:
+        if self.down:
+            raise ConnectionError("registry down")
+        self.loads.append(version)
+        pipeline = pickle.loads(pickle.dumps(pipelines.fresh()))  # what a load returns: a copy
+        single_threaded(pipeline)
+        return LoadedModel("price", version, pipeline, time.time())
+
+
+def test_a_champion_is_compiled_when_loaded_and_when_read_from_the_cache(tmp_path: Path) -> None:
+    registry = RealRegistry(alias="3")
+    first = holder_for(registry, tmp_path)
+    asyncio.run(first.refresh(why="startup"))
+    assert first.current is not None and first.current.scorer is not None
+    assert first.current.scorer.compiled
+
+    registry.down = True  # a new worker starts during an outage: the cached copy
+    holder = holder_for(registry, tmp_path)
+    assert asyncio.run(holder.refresh(why="startup"))
+    cached = holder.current
+    assert cached is not None and cached.source == CACHE
+    assert cached.scorer is not None and cached.scorer.compiled
+    listings = pipelines.listings(100, seed=6)
+    np.testing.assert_array_equal(cached.predict(listings), first.current.predict(listings))
+
+    registry.down = False  # the registry confirms the copy: same scorer, not compiled again
+    asyncio.run(holder.refresh())
+    assert holder.current is not None and holder.current.source == REGISTRY
+    assert holder.current.scorer is cached.scorer
