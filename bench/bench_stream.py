@@ -12,6 +12,9 @@ Every speed is reported next to a baseline measured in the same run. The parts
   listing per request with the same pipeline, fed one POST at a time by client threads.
 - ``scaling``: 1, 2 and 3 workers on the same backlog (``--partitions`` partitions).
 - ``rss``: the worker's resident memory at 0, 250k, 500k and 1M events.
+- ``variants``: the worker under each of ``VARIANTS`` (Faust's fetch size, the commit
+  interval, batches in flight, Faust's confluent driver), in alternating rounds, as a
+  share of the default measured in the same rounds. Not in the default parts.
 
 Results go to bench/results/stream-<timestamp>.json.
 Usage: .venv/bin/python bench/bench_stream.py [--listings 200000] [--parts bare,worker]
@@ -68,6 +71,18 @@ console = Console()
 RESULTS = ROOT / "bench" / "results"
 WARMUP_S = 3.0
 PARTS = ("bare", "worker", "latency", "predict", "flask", "scaling", "rss")
+# name -> (Faust settings over the worker's, Gavel settings over the run's)
+VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "default": ({}, {}),
+    "aiokafka's fetches (500 records, 1 MB)": (
+        {"broker_max_poll_records": None, "consumer_max_fetch_size": 1024**2},
+        {},
+    ),
+    "commit every 5 s": ({}, {"worker_commit_interval_s": 5.0}),
+    "8 batches in flight": ({}, {"worker_batches_in_flight": 8}),
+    "1 batch in flight": ({}, {"worker_batches_in_flight": 1}),
+    "batches of 1000": ({}, {"worker_batch_size": 1000}),
+}
 RSS_MARKS = (0, 250_000, 500_000, 1_000_000)
 
 
@@ -110,16 +125,19 @@ class Bench:
         replay(self.listings.head(n), settings, ReplayOptions(with_sales=False))
         return settings
 
-    def start_worker(self, settings: Settings, name: str = "bench-worker") -> ManagedProcess:
+    def start_worker(
+        self, settings: Settings, name: str = "bench-worker", faust: dict[str, Any] | None = None
+    ) -> ManagedProcess:
         args = ["worker", "--loglevel", "warning"]
-        if not self.faust:
+        faust = self.faust if faust is None else faust
+        if not faust:
             return start_gavel(name, args, settings, self.workdir)
         process = ManagedProcess(name, self.workdir)
         env = {
             **os.environ,
             **settings.to_env(),
             "PYTHONUNBUFFERED": "1",
-            "GAVEL_BENCH_FAUST": json.dumps(self.faust),
+            "GAVEL_BENCH_FAUST": json.dumps(faust),
         }
         process.start(
             [sys.executable, str(ROOT / "bench" / "worker_variant.py"), *args[1:]], env=env
@@ -230,14 +248,20 @@ def bare_loop(bench: Bench) -> dict[str, Any]:
     return {"events": seen, "seconds": seconds, "events_per_s": seen / seconds}
 
 
-def worker_run(bench: Bench, workers: int = 1, partitions: int | None = None) -> dict[str, Any]:
+def worker_run(
+    bench: Bench,
+    workers: int = 1,
+    partitions: int | None = None,
+    faust: dict[str, Any] | None = None,
+    **changes: Any,
+) -> dict[str, Any]:
     """``workers`` worker processes over a fresh backlog, timed first to last output."""
-    settings = bench.backlog(bench.args.listings, partitions)
+    settings = bench.backlog(bench.args.listings, partitions).replace(**changes)
     processes = []
     try:
         for index in range(workers):
             mine = settings.replace(worker_web_port=settings.worker_web_port + index)
-            processes.append(bench.start_worker(mine, f"bench-worker-{index}"))
+            processes.append(bench.start_worker(mine, f"bench-worker-{index}", faust))
         done = wait_until(lambda: outputs(settings) >= bench.args.listings, 900, 1.0)
         rss = [rss_mb(p.pid()) for p in processes]
     finally:
@@ -396,6 +420,39 @@ def worker_rss(bench: Bench) -> dict[str, Any]:
     }
 
 
+def variants(bench: Bench, rounds: int = 2) -> dict[str, Any]:
+    """Each variant's worker throughput, rounds alternating, as a share of the default's."""
+    rates: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    for _ in range(rounds):
+        for name, (faust, changes) in VARIANTS.items():
+            run = timed(
+                f"  variant {name}", lambda f=faust, c=changes: worker_run(bench, 1, None, f, **c)
+            )
+            rates[name].append(run["events_per_s"])
+    default = float(np.median(rates["default"]))
+    return {
+        name: {"events_per_s": runs, "median_to_default": float(np.median(runs)) / default}
+        for name, runs in rates.items()
+    }
+
+
+def confluent_driver(bench: Bench, wait_s: float = 90.0) -> dict[str, Any]:
+    """Faust's confluent-kafka driver: does it score the backlog at all?"""
+    settings = bench.backlog(20_000)
+    broker = ";".join(f"confluent://{h}" for h in settings.kafka_bootstrap.split(","))
+    worker = bench.start_worker(settings, "bench-worker-confluent", {"broker": broker})
+    try:
+        scored = wait_until(lambda: outputs(settings) > 0, wait_s, 1.0)
+        log = worker.log_tail(15)
+    finally:
+        worker.stop()
+    return {
+        "scored_anything_within_s": wait_s if scored else None,
+        "outputs": outputs(settings),
+        "log_tail": log,
+    }
+
+
 # -- the run -------------------------------------------------------------------------------
 
 
@@ -448,6 +505,11 @@ def main() -> None:
             result["scaling"] = [
                 timed(f"{n} workers", lambda n=n: worker_run(bench, n)) for n in (1, 2, 3)
             ]
+        if "variants" in parts:
+            result["variants"] = variants(bench)
+            result["confluent_driver"] = timed(
+                "Faust's confluent driver", lambda: confluent_driver(bench)
+            )
         if "rss" in parts:
             result["worker_rss"] = timed("worker RSS", lambda: worker_rss(bench))
     finally:
