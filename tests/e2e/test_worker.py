@@ -211,3 +211,64 @@ def test_predict_returns_the_streamed_price_and_422_on_bad_input(
     assert httpx.post(url, data={"year": "2012"}).status_code == 415  # a form, as curl -d sends
     huge = b"[" + b"{}," * 400_000 + b"{}]"
     assert httpx.post(url, content=huge, headers=json_type).status_code == 413
+
+
+def test_streamed_prices_equal_each_versions_pipeline_across_a_hot_swap(
+    services: Settings, champion: TrainingResult, worker: ManagedProcess
+) -> None:
+    """The compiled scorer on the hot path prices as the registered pipeline does, for
+    the first champion and for a different model swapped in mid-stream."""
+    import mlflow
+
+    from gavel.features import listings_frame
+    from gavel.schemas import Listing
+    from trainer.pipeline import fit_xgboost
+
+    frame = listings(1200, seed=41)
+    half = len(frame) // 2
+    replay(frame.iloc[:half], services, ReplayOptions(with_sales=False))
+    consume(services, PRICES_SCORED, until=lambda r: len(distinct(r)) >= half)
+
+    # A different model (other data, other depth), registered and promoted by hand.
+    other = generate_auctions(6000, start="2015-01-01", end="2015-03-01", seed=77)
+    x, y = other.drop(columns=["sellingprice"]), other["sellingprice"]
+    fitted = fit_xgboost(
+        x.iloc[:5000],
+        y.iloc[:5000],
+        x.iloc[5000:],
+        y.iloc[5000:],
+        {"n_estimators": 120, "max_depth": 3, "early_stopping_rounds": 10},
+    )
+    mlflow.set_experiment(services.experiment_name)
+    with mlflow.start_run(run_name="parity-swap-test"):
+        version = registry.log_model_version(fitted.pipeline, x.head(5), services.model_name)
+    new = str(version.version)
+    client = registry.connect(services)
+    registry.promote(client, services.model_name, new, "parity test")
+    publish_update(services, new, champion.version)
+    wait_for(
+        lambda: httpx.get(worker_health_url(services), timeout=5).json()["model_version"] == new,
+        60,
+        "the worker to serve the other model",
+    )
+    replay(frame.iloc[half:], services, ReplayOptions(with_sales=False))
+    scored = distinct(
+        consume(services, PRICES_SCORED, until=lambda r: len(distinct(r)) >= len(frame))
+    )
+
+    pipelines = {
+        v: registry.load_pipeline(f"models:/{services.model_name}/{v}")
+        for v in (champion.version, new)
+    }
+    seen: dict[str, int] = {}
+    for v, pipeline in pipelines.items():
+        bodies = [r.json() for r in scored.values() if r.json()["model_version"] == v]
+        listings_v = [Listing.model_validate(body["features"]) for body in bodies]
+        expected = pipeline.predict(listings_frame(listings_v))
+        for body, price in zip(bodies, expected, strict=True):
+            assert body["predicted_price"] == pytest.approx(
+                round(float(price), 2), rel=1e-6, abs=0.006
+            )
+        seen[v] = len(bodies)
+    print(f"\nprices equal to each version's pipeline: {seen}")
+    assert seen.get(champion.version, 0) >= half and seen.get(new, 0) >= len(frame) - half
