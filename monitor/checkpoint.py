@@ -32,7 +32,7 @@ from gavel.settings import Settings
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1  # bump when MonitorState changes shape: older checkpoints are then ignored
+FORMAT = 2  # bump when MonitorState changes shape: older checkpoints are then ignored
 
 Positions = dict[tuple[str, int], int]  # (topic, partition) -> next offset to read
 

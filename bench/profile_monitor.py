@@ -1,0 +1,182 @@
+"""Profile of the monitor's per-record path, in-process and without Kafka (not a test).
+
+A realistic stream (scored listings and their sales some hours later, on 4 partitions,
+read in per-partition chunks as a consumer fetches them) goes through the same code
+as `gavel monitor`: ``MonitorService`` parses each record with the contract and feeds
+the monitor, with fakes for the broker and Redis. It prints records/s and, with
+``--profile``, a sampling profile (pyinstrument: ``.venv/bin/pip install pyinstrument``;
+a sampler distorts far less than cProfile, which inflates every small call).
+
+Usage: .venv/bin/python bench/profile_monitor.py [--listings 50000] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+import zlib
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from gavel.settings import Settings  # noqa: E402
+from gavel.topics import AUCTIONS_SOLD, PRICES_SCORED  # noqa: E402
+from monitor.core import Monitor  # noqa: E402
+from monitor.metrics import MonitorMetrics  # noqa: E402
+from monitor.reference import build_reference  # noqa: E402
+from monitor.reports import ReportWriter  # noqa: E402
+from monitor.service import MonitorService  # noqa: E402
+from producers.sources.synthetic import generate_auctions  # noqa: E402
+from producers.timeline import LISTING, build_timeline, listing_payloads, sale_payloads  # noqa: E402
+
+PARTITIONS = 4
+SALE_DELAY = timedelta(hours=3)
+FETCH = 500  # records of one partition per fetch
+
+
+@dataclass
+class Record:
+    """A consumed record, with the methods of confluent_kafka.Message the service calls."""
+
+    _topic: str
+    _value: bytes
+    _partition: int
+    _offset: int
+
+    def error(self) -> None:
+        return None
+
+    def topic(self) -> str:
+        return self._topic
+
+    def value(self) -> bytes:
+        return self._value
+
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int:
+        return self._offset
+
+
+def scored_values(frame: pd.DataFrame, version: str) -> list[bytes]:
+    """``ScoredPrice`` JSON as the worker writes it, priced by the MMR (bulk-rendered)."""
+    listings = listing_payloads(frame)
+    listed = frame["listed_at"].dt.strftime("%Y-%m-%dT%H:%M:%S.%f+00:00").tolist()
+    prices = (frame["mmr"].fillna(frame["sellingprice"])).round(2).tolist()
+    return [
+        (
+            f'{{"auction_id":"{auction}","predicted_price":{price},"model_name":"bench",'
+            f'"model_version":"{version}","listed_at":"{at}","scored_at":"{at}",'
+            f'"ingested_at":"{at}","features":{listing},"model_source":"registry"}}'
+        ).encode()
+        for auction, price, at, listing in zip(
+            frame["auction_id"], prices, listed, listings, strict=True
+        )
+    ]
+
+
+def stream(listings: int, seed: int = 11, version: str = "1") -> list[Record]:
+    """Scores and sales in event-time order per partition, consumed in fetch-sized chunks."""
+    frame = generate_auctions(listings, start="2015-03-01", end="2016-12-31", seed=seed)
+    scored, sales = scored_values(frame, version), sale_payloads(frame, SALE_DELAY)
+    timeline = build_timeline(frame, SALE_DELAY)
+    keys = frame["auction_id"].tolist()
+    queues: dict[tuple[str, int], list[Record]] = {}
+    for kind, row in zip(timeline.kind_codes, timeline.rows, strict=True):
+        topic = PRICES_SCORED if kind == LISTING else AUCTIONS_SOLD
+        value = scored[row] if kind == LISTING else sales[row].encode()
+        partition = zlib.crc32(keys[row].encode()) % PARTITIONS
+        queue = queues.setdefault((topic, partition), [])
+        queue.append(Record(topic, value, partition, len(queue)))
+    out: list[Record] = []
+    position = 0
+    while any(position < len(q) for q in queues.values()):
+        for queue in queues.values():
+            out += queue[position : position + FETCH]
+        position += FETCH
+    return out
+
+
+class NoProducer:
+    def produce(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["on_delivery"](None, None)
+
+    def poll(self, _: float = 0) -> int:
+        return 0
+
+    def flush(self, _: float = 0) -> int:
+        return 0
+
+
+def service(reference: pd.DataFrame) -> MonitorService:
+    settings = Settings(reports_dir=Path("/tmp/gavel-profile-reports"))
+    svc = object.__new__(MonitorService)
+    svc.settings = settings
+    svc.stop = threading.Event()
+    svc.metrics = MonitorMetrics()
+    svc.monitor = Monitor(
+        settings,
+        lambda version: build_reference("bench", version, reference, 5000),
+        svc.metrics,
+        ReportWriter(settings.reports_dir),
+        partitions=(PARTITIONS, PARTITIONS),
+    )
+    svc.producer = NoProducer()  # type: ignore[assignment]  # a fake broker
+    svc.topics = {PRICES_SCORED: PRICES_SCORED, AUCTIONS_SOLD: AUCTIONS_SOLD}
+    svc.positions, svc.checkpointed = {}, {}
+    svc.unconfirmed, svc.failed = {}, []
+    return svc
+
+
+def feed(svc: MonitorService, records: list[Record]) -> None:
+    handle_batch = getattr(svc, "_handle_batch", None)
+    if handle_batch is not None:
+        for start in range(0, len(records), 1000):
+            handle_batch(records[start : start + 1000])
+    else:
+        for record in records:
+            svc._handle(record)  # type: ignore[arg-type]  # a stand-in for a Message
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--listings", type=int, default=50_000)
+    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--interval", type=float, default=0.0005, help="sampling, seconds")
+    args = parser.parse_args()
+    raw = generate_auctions(5000, start="2015-01-01", end="2015-03-01", seed=1)
+    reference = raw.assign(prediction=raw["mmr"].fillna(raw["sellingprice"]))
+    records = stream(args.listings)
+    svc = service(reference)
+    svc.monitor.use_version("1")  # the reference is built before the clock starts
+    profiler = None
+    if args.profile:
+        from pyinstrument import Profiler
+
+        profiler = Profiler(interval=args.interval)
+        profiler.start()
+    started = time.perf_counter()
+    feed(svc, records)
+    seconds = time.perf_counter() - started
+    if profiler:
+        profiler.stop()
+    print(
+        f"{len(records):,} records in {seconds:.2f}s: {len(records) / seconds:,.0f}/s "
+        f"({datetime.now(UTC):%H:%M:%S}); counts {dict(svc.monitor.counts)}, "
+        f"join {svc.monitor.join.counters}"
+    )
+    if profiler:
+        print(profiler.output_text(unicode=False, color=False, show_all=False))
+
+
+if __name__ == "__main__":
+    main()
