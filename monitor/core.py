@@ -17,7 +17,6 @@ and call it from :meth:`Monitor._window_scored` or :meth:`Monitor._on_joined`.
 from __future__ import annotations
 
 import logging
-import operator
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -26,18 +25,18 @@ from typing import Any
 
 import pandas as pd
 
-from gavel.features import MONITORED_CATEGORICAL, TARGET
+from gavel.features import TARGET
 from gavel.price_errors import price_metrics
 from gavel.schemas import DriftAlert, DriftKind, Severity
 from gavel.settings import Settings
 from gavel.topics import AUCTIONS_SOLD, PRICES_SCORED
 from monitor.alerting import EpisodeGate
-from monitor.drift import PREDICTION, DriftDetector, DriftResult, monitored_frame
+from monitor.drift import DriftDetector, DriftResult, monitored_listings
 from monitor.join import Joined, PredictionJoin
 from monitor.metrics import MonitorMetrics
 from monitor.ordering import EventTimeBuffer
 from monitor.performance import Breach, PerformanceCheck, StreamingBiasDetector
-from monitor.records import LISTING_FIELDS, SaleRow, ScoredRow
+from monitor.records import SaleRow, ScoredRow
 from monitor.reference import Reference
 from monitor.reports import ReportWriter
 from monitor.windows import TumblingWindows, Window
@@ -45,19 +44,9 @@ from monitor.windows import TumblingWindows, Window
 log = logging.getLogger(__name__)
 
 
-# The listing fields the monitored features derive from (derive_features leaves the
-# others missing, and the monitored columns do not read them).
-MONITORED_SOURCES = ("listed_at", "year", *MONITORED_CATEGORICAL, "condition", "odometer", "mmr")
-_monitored_sources = operator.itemgetter(*(LISTING_FIELDS.index(f) for f in MONITORED_SOURCES))
-
-
 def scored_frame(rows: list[ScoredRow]) -> pd.DataFrame:
     """The monitored frame of scored rows (one per row, in order)."""
-    raw = pd.DataFrame.from_records(
-        [_monitored_sources(row.listing) for row in rows], columns=list(MONITORED_SOURCES)
-    )
-    raw[PREDICTION] = [row.predicted_price for row in rows]
-    return monitored_frame(raw)
+    return monitored_listings([row.listing for row in rows], [row.predicted_price for row in rows])
 
 
 def labelled_frame(rows: list[Joined]) -> pd.DataFrame:

@@ -3,14 +3,19 @@ and the same scores and verdicts as Evidently's own report."""
 
 from __future__ import annotations
 
+import operator
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from gavel.features import MONITORED_CATEGORICAL, MONITORED_NUMERIC, TARGET
-from gavel.schemas import FeatureDrift
+from gavel.schemas import LISTING_FIELDS, FeatureDrift, Listing
 from gavel.settings import MonitorSettings
 from monitor import drift
 from monitor.drift import (
@@ -20,6 +25,7 @@ from monitor.drift import (
     DriftReference,
     DriftResult,
     monitored_frame,
+    monitored_listings,
     parse_value_drift,
 )
 from producers.sources.scenarios import MixShift
@@ -27,6 +33,7 @@ from producers.sources.synthetic import generate_auctions
 from tests.unit.monitor.helpers import with_prediction
 
 CATEGORICAL = set(MONITORED_CATEGORICAL)
+T_LISTED = datetime(2015, 5, 1, tzinfo=UTC)
 
 
 def window(*scenarios: Any, n: int = 3000, seed: int = 2) -> pd.DataFrame:
@@ -291,3 +298,74 @@ def test_a_window_without_values_in_a_column_fails_as_evidentlys_report_does(
         detector.run(reference, current)
     with pytest.raises(ValueError, match="condition"):
         detector.report.run(drift.as_dataset(current[[*MONITORED, PREDICTION]]), reference.dataset)
+
+
+# -- monitored_listings: a window's frame without derive_features --------------------------
+
+listing_values = operator.attrgetter(*LISTING_FIELDS)
+
+
+def both_frames(listings: list[Listing], predictions: list[float]) -> tuple[Any, Any]:
+    raw = pd.DataFrame([listing.model_dump() for listing in listings]).assign(
+        prediction=predictions
+    )
+    slow = monitored_frame(raw)[[*MONITORED, PREDICTION]]
+    return monitored_listings([listing_values(x) for x in listings], predictions), slow
+
+
+def test_monitored_listings_is_monitored_frame_of_generated_auctions() -> None:
+    frame = generate_auctions(3000, seed=4)
+    frame.loc[frame.index[::7], "condition"] = np.nan
+    frame.loc[frame.index[::5], "body"] = "\u2014"
+    frame.loc[frame.index[1::5], "make"] = "  Ford  "
+    listings = [
+        Listing.model_validate({k: v for k, v in row.items() if v == v})  # NaN: unknown
+        for row in frame[list(LISTING_FIELDS)].to_dict("records")
+    ]
+    fast, slow = both_frames(listings, frame["mmr"].fillna(1.0).tolist())
+    assert slow["condition"].isna().any() and (slow["body"] == "unknown").any()  # covered
+    pd.testing.assert_frame_equal(fast, slow)
+
+
+TEXT = st.one_of(
+    st.none(),
+    st.sampled_from(
+        ["", " ", "\u2014", "\u2013", "-", "None", "NULL", " nan ", "unknown", "SUV ", "Ford"]
+    ),
+    st.text(max_size=12),
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.fixed_dictionaries(
+            {
+                "year": st.integers(1950, 2015),
+                "make": st.text(min_size=1, max_size=12).filter(str.strip),
+                "body": TEXT,
+                "transmission": st.sampled_from([None, "automatic", "manual"]),
+                "state": st.none() | st.text(min_size=2, max_size=2),
+                "condition": st.none() | st.floats(1, 5),
+                "odometer": st.none() | st.floats(0, 1_000_000),
+                "mmr": st.none() | st.floats(1, 1_000_000),
+            }
+        ),
+        min_size=1,
+        max_size=20,
+    ),
+    st.data(),
+)
+def test_monitored_listings_is_monitored_frame_of_any_listing(
+    fields: list[dict[str, Any]], data: st.DataObject
+) -> None:
+    listings = []
+    for values in fields:
+        try:
+            listings.append(Listing(auction_id="a", listed_at=T_LISTED, model="m", **values))
+        except ValidationError:
+            continue
+    assume(listings)
+    predictions = [data.draw(st.floats(1, 1e6)) for _ in listings]
+    fast, slow = both_frames(listings, predictions)
+    pd.testing.assert_frame_equal(fast, slow)
