@@ -14,9 +14,11 @@ import pytest
 from gavel.schemas import DriftAlert, DriftKind, Severity
 from gavel.settings import Settings
 from gavel.topics import AUCTIONS_SOLD, DRIFT_ALERTS, PRICES_SCORED
-from monitor.checkpoint import decode
+from monitor import service as service_module
+from monitor.checkpoint import Fence, decode
 from monitor.metrics import MonitorMetrics
 from monitor.service import MonitorService, Stopping
+from shell.lease import LeaseLost
 
 T0 = datetime(2015, 5, 1, tzinfo=UTC)
 
@@ -76,13 +78,15 @@ class FakeProducer:
 @dataclass
 class FakeStore:
     saved: list[bytes] = field(default_factory=list)
+    fences: list[Fence | None] = field(default_factory=list)
     failures: int = 0
 
-    def save(self, blob: bytes) -> None:
+    def save(self, blob: bytes, fence: Fence | None = None) -> None:
         if self.failures:
             self.failures -= 1
             raise ConnectionError("redis down")
         self.saved.append(blob)
+        self.fences.append(fence)
 
 
 @dataclass
@@ -98,6 +102,8 @@ class FakeMonitor:
 
     def on_sale(self, row: Any, partition: int) -> list[DriftAlert]:
         return self._on(row)
+
+    processed: dict[str, int] = field(default_factory=dict)
 
     def _on(self, row: Any) -> list[DriftAlert]:
         if self.error is not None:
@@ -139,10 +145,24 @@ def service(monitor: FakeMonitor, producer: FakeProducer, store: FakeStore) -> M
     svc.producer = producer  # type: ignore[assignment]  # a test fake in its place
     svc.store = store  # type: ignore[assignment]  # a test fake in its place
     svc.topics = {PRICES_SCORED: PRICES_SCORED, AUCTIONS_SOLD: AUCTIONS_SOLD}
+    svc.lease_name = "ns.gavel:monitor:lease"
+    svc.held = None
     svc.positions, svc.checkpointed = {}, {}
     svc.last_checkpoint = 0.0
     svc.unconfirmed, svc.failed = {}, []
     return svc
+
+
+class FakeLease:
+    """A held lease that the test can lose."""
+
+    def __init__(self, token: str = "monitor@host:1/abc") -> None:
+        self.token = token
+        self.lost: str | None = None
+
+    def check(self) -> None:
+        if self.lost is not None:
+            raise LeaseLost(f"lost the monitor lease: {self.lost}")
 
 
 SALE = b'{"auction_id": "a", "sold_at": "2015-05-01T10:00:00Z", "sellingprice": 9000}'
@@ -234,3 +254,56 @@ def test_nothing_new_writes_no_checkpoint() -> None:
     svc = service(FakeMonitor(), FakeProducer(), store)
     svc._checkpoint(FakeConsumer())  # type: ignore[arg-type]  # a test fake in its place
     assert store.saved == []
+
+
+def test_a_checkpoint_is_fenced_by_the_held_lease() -> None:
+    store = FakeStore()
+    svc = service(FakeMonitor(), FakeProducer(), store)
+    svc.held = FakeLease("monitor@host:7/xyz")  # type: ignore[assignment]  # a test fake in its place
+    svc._handle(FakeMessage(AUCTIONS_SOLD, SALE, 0, 3))  # type: ignore[arg-type]  # a test fake in its place
+    svc._checkpoint(FakeConsumer())  # type: ignore[arg-type]  # a test fake in its place
+    assert store.fences == [Fence("ns.gavel:monitor:lease", "monitor@host:7/xyz")]
+
+
+def test_a_lost_lease_stops_a_dependency_wait_at_once_and_writes_nothing() -> None:
+    store = FakeStore(failures=100)  # Redis "down": a wait that would go on
+    svc = service(FakeMonitor(), FakeProducer(), store)
+    lease = FakeLease()
+    svc.held = lease  # type: ignore[assignment]  # a test fake in its place
+    svc._handle(FakeMessage(AUCTIONS_SOLD, SALE, 0, 3))  # type: ignore[arg-type]  # a test fake in its place
+    threading.Timer(0.3, lambda: setattr(lease, "lost", "expired")).start()
+    with pytest.raises(LeaseLost, match="expired"):
+        svc._checkpoint(FakeConsumer())  # type: ignore[arg-type]  # a test fake in its place
+    assert store.saved == []
+    waits = svc.metrics.registry.get_sample_value(
+        "gavel_monitor_dependency_waits_total", {"dependency": "redis"}
+    )
+    assert waits is not None and waits >= 1  # it was waiting when the lease went
+
+
+def test_a_lost_lease_is_not_counted_as_a_bad_record() -> None:
+    svc = service(FakeMonitor(error=LeaseLost("lost")), FakeProducer(), FakeStore())
+    with pytest.raises(LeaseLost):
+        svc._handle(FakeMessage(AUCTIONS_SOLD, SALE, 0, 7))  # type: ignore[arg-type]  # a test fake in its place
+    assert svc.positions == {}
+    assert skipped(svc, AUCTIONS_SOLD, "error") == 0
+
+
+def test_a_batch_is_checked_against_one_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+
+    class Clock(datetime):
+        @classmethod
+        def now(cls, tz: Any = None) -> Clock:
+            calls.append(1)
+            return cls(2030, 1, 1, tzinfo=UTC)
+
+    monkeypatch.setattr(service_module, "datetime", Clock)
+    svc = service(FakeMonitor(), FakeProducer(), FakeStore())
+    late = b'{"auction_id": "a", "sold_at": "2030-01-03T00:00:00Z", "sellingprice": 9000}'
+    batch = [FakeMessage(AUCTIONS_SOLD, SALE, 0, n) for n in range(5)]
+    svc._handle_batch([*batch, FakeMessage(AUCTIONS_SOLD, late, 0, 5)])  # type: ignore[list-item]  # test fakes in their place
+    assert calls == [1]  # one clock reading for six records
+    assert skipped(svc, AUCTIONS_SOLD, "event_time") == 1  # after that clock + 1 day
+    assert svc.positions == {(AUCTIONS_SOLD, 0): 6}
+    assert len(svc.monitor.seen) == 5  # type: ignore[attr-defined]  # the fake's records
