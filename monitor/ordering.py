@@ -31,13 +31,16 @@ class PartitionWatermark:
 
     def update(self, partition: int, event_time: datetime) -> datetime | None:
         """Record an event; returns the new watermark when it moved."""
-        current = self.latest.get(partition)
+        latest = self.latest
+        current = latest.get(partition)
         if current is not None and event_time <= current:
             return None
-        self.latest[partition] = event_time
-        if len(self.latest) < self.partitions:
+        latest[partition] = event_time
+        if len(latest) < self.partitions:
             return None
-        watermark = min(self.latest.values())
+        if current is not None and self.value is not None and current > self.value:
+            return None  # this partition was not the slowest: the minimum cannot move
+        watermark = min(latest.values())
         if self.value is not None and watermark <= self.value:
             return None
         self.value = watermark
