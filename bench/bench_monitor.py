@@ -203,15 +203,16 @@ def processed(url: str) -> float:
     )
 
 
-def held_events(url: str) -> dict[str, float]:
+def labelled(url: str, name: str, label: str) -> dict[str, float]:
+    """The samples of one labelled metric of a running service, by label value."""
     from prometheus_client.parser import text_string_to_metric_families
 
     text = httpx.get(url, timeout=5).text
     return {
-        sample.labels["state"]: sample.value
+        sample.labels[label]: sample.value
         for family in text_string_to_metric_families(text)
         for sample in family.samples
-        if sample.name == "gavel_monitor_held_events"
+        if sample.name == name
     }
 
 
@@ -223,12 +224,22 @@ def status_mb(pid: int, field: str) -> float:
     return float("nan")
 
 
-def crossing(samples: list[tuple[float, float, float]], mark: float) -> tuple[float, float]:
-    """(time, RSS) when ``processed`` reached ``mark``: the time interpolated between the
-    two samples around it, the RSS of the first sample at or past it."""
-    for (t0, p0, _), (t1, p1, rss1) in itertools.pairwise(samples):
+def cpu_s(pid: int) -> float:
+    """User + system CPU time of a process so far, in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+Sample = tuple[float, float, float, float]  # (monotonic, processed, VmRSS MB, CPU s)
+
+
+def crossing(samples: list[Sample], mark: float) -> tuple[float, float, float]:
+    """(time, RSS, CPU) when ``processed`` reached ``mark``: time and CPU interpolated
+    between the two samples around it, the RSS of the first sample at or past it."""
+    for (t0, p0, _, c0), (t1, p1, rss1, c1) in itertools.pairwise(samples):
         if p0 < mark <= p1:
-            return t0 + (mark - p0) / (p1 - p0) * (t1 - t0), rss1
+            share = (mark - p0) / (p1 - p0)
+            return t0 + share * (t1 - t0), rss1, c0 + share * (c1 - c0)
     raise ValueError(f"the samples never reached {mark}")
 
 
@@ -236,14 +247,14 @@ def monitor_process(settings: Settings, total: int) -> dict:
     """Run `gavel monitor` over the ``total`` events on Kafka, sampling processed and RSS."""
     process = start_gavel("bench-monitor", ["monitor"], settings, settings.stack.dir / "bench")
     url = f"http://{settings.host}:{settings.monitor_metrics_port}/metrics"
-    samples: list[tuple[float, float, float]] = []  # (monotonic, processed, VmRSS MB)
+    samples: list[Sample] = []
     try:
         wait_until(lambda: processed(url) >= 0, 120, 0.1)
         pid = process.pid()
         assert pid is not None, process.log_tail(40)
         while True:
             done = processed(url)
-            samples.append((time.monotonic(), done, status_mb(pid, "VmRSS")))
+            samples.append((time.monotonic(), done, status_mb(pid, "VmRSS"), cpu_s(pid)))
             if done >= total:
                 break
             if process.pid() is None:
@@ -252,18 +263,24 @@ def monitor_process(settings: Settings, total: int) -> dict:
                 raise TimeoutError(f"{done:.0f} of {total} events in 900 s")
             time.sleep(SAMPLE_S)
         peak = status_mb(pid, "VmHWM")
-        held = held_events(url)
+        time.sleep(1.0)  # anything read twice would show now
+        held = labelled(url, "gavel_monitor_held_events", "state")
+        join = labelled(url, "gavel_monitor_join_total", "outcome")
+        read = processed(url)
     finally:
         process.stop()
-    idle = [rss for _, done, rss in samples if done <= 0]
-    started, _ = crossing(samples, 1)
+    if read != total:
+        raise RuntimeError(f"the monitor read {read:.0f} events of {total}")
+    idle = [rss for _, done, rss, _ in samples if done <= 0]
+    started, _, cpu_started = crossing(samples, 1)
     rss_at = {"0": idle[-1] if idle else float("nan")}
     times = {}
     for mark in RSS_MARKS[1:]:
         if mark <= total:
-            times[mark], rss_at[f"{mark:_}"] = crossing(samples, mark)
-    finished, _ = crossing(samples, total)
+            times[mark], rss_at[f"{mark:_}"], _ = crossing(samples, mark)
+    finished, _, cpu_finished = crossing(samples, total)
     seconds = finished - started
+    cpu = cpu_finished - cpu_started
     segments = {}
     previous, previous_t = 0, started
     for mark, at in times.items():
@@ -276,11 +293,14 @@ def monitor_process(settings: Settings, total: int) -> dict:
         "events": total,
         "seconds": seconds,
         "events_per_s": total / seconds,
+        "cpu_seconds": cpu,
+        "events_per_cpu_s": total / cpu,
         "events_per_s_by_segment": segments,
         "rss_mb_at_events": rss_at,
         "rss_growth_250k_to_end": growth,
         "peak_rss_mb": peak,
         "held_events_at_end": held,
+        "join_at_end": join,
         "samples": len(samples),
     }
 
@@ -291,7 +311,7 @@ def bare_reader(settings: Settings, total: int, parse: bool = False) -> dict:
     consumer = Consumer(consumer_config(settings, f"bench-bare-{uuid.uuid4().hex[:6]}"))
     consumer.subscribe([settings.topic(PRICES_SCORED), settings.topic(AUCTIONS_SOLD)])
     scored_topic = settings.topic(PRICES_SCORED)
-    seen, started = 0, None
+    seen, started, cpu_started = 0, None, time.process_time()
     while seen < total:
         messages = consumer.consume(BATCH, timeout=0.5)
         now = datetime.now(UTC)
@@ -306,8 +326,14 @@ def bare_reader(settings: Settings, total: int, parse: bool = False) -> dict:
                     parse_sale(message.value(), now)
                 seen += 1
     seconds = time.monotonic() - (started or time.monotonic())
+    cpu = time.process_time() - cpu_started  # librdkafka's threads included
     consumer.close()
-    return {"events": seen, "seconds": seconds, "events_per_s": seen / seconds}
+    return {
+        "events": seen,
+        "seconds": seconds,
+        "events_per_s": seen / seconds,
+        "events_per_cpu_s": seen / cpu,
+    }
 
 
 # -- 3. where the memory goes ---------------------------------------------------------------
@@ -428,6 +454,8 @@ def main() -> None:
         "contract_reader": contract,
         "monitor_to_bare_reader": service["events_per_s"] / bare,
         "monitor_to_contract_reader": service["events_per_s"] / contract["events_per_s"],
+        "monitor_to_bare_reader_per_cpu_s": service["events_per_cpu_s"]
+        / ((bare_before["events_per_cpu_s"] + bare_after["events_per_cpu_s"]) / 2),
         "memory_breakdown": memory,
         "window_events": settings.monitor.window_events,
         "performance_window_events": settings.monitor.performance_window_events,

@@ -142,6 +142,8 @@ def service(reference: pd.DataFrame) -> MonitorService:
     svc.producer = NoProducer()  # type: ignore[assignment]  # a fake broker
     svc.topics = {PRICES_SCORED: PRICES_SCORED, AUCTIONS_SOLD: AUCTIONS_SOLD}
     svc.held = None  # no lease: nothing is checkpointed here
+    svc.partitions = {PRICES_SCORED: PARTITIONS, AUCTIONS_SOLD: PARTITIONS}
+    svc.latest, svc.at_end = {}, set()
     svc.positions, svc.checkpointed = {}, {}
     svc.unconfirmed, svc.failed = {}, []
     return svc

@@ -16,6 +16,7 @@ and call it from :meth:`Monitor._window_scored` or :meth:`Monitor._on_joined`.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
@@ -257,6 +258,9 @@ class Monitor:
     def streaming_bias(self) -> float:
         detector = self.bias_detector
         return detector.estimation if detector is not None else 0.0
+
+    def join_outcomes(self) -> Mapping[str, int]:
+        return dataclasses.asdict(self.join.counters)
 
     def _window_scored(self, row: ScoredRow) -> list[DriftAlert]:
         assert self.reference is not None

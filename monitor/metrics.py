@@ -31,6 +31,7 @@ HELD = (
     "window_labelled",
 )
 DEPENDENCIES = ("mlflow", "redis", "kafka")
+JOIN_OUTCOMES = ("joined", "expired_predictions", "expired_sales", "evicted")
 
 
 class Watched(Protocol):
@@ -46,24 +47,26 @@ class Watched(Protocol):
     def streaming_bias(self) -> float:
         """The streaming detector's current estimate (0 before it exists)."""
 
+    def join_outcomes(self) -> Mapping[str, int]:
+        """Predictions and sales through the join, by outcome (every one of JOIN_OUTCOMES)."""
+
 
 def _held(monitor: Watched, state: str) -> int:
     return monitor.held_events()[state]
 
 
-class ProcessedCounter(Collector):
-    """``gavel_monitor_events_processed_total{source}``, read from the monitor's counts."""
+class CountsCollector(Collector):
+    """A labelled counter whose values are read from the monitor when scraped."""
 
-    def __init__(self) -> None:
+    def __init__(self, name: str, documentation: str, label: str, values: tuple[str, ...]):
+        self.name, self.documentation, self.label, self.values = name, documentation, label, values
         self.read: Callable[[], Mapping[str, int]] = lambda: {}
 
     def collect(self) -> Iterator[Metric]:
-        family = CounterMetricFamily(
-            "gavel_monitor_events_processed", "Events read, by source topic.", labels=["source"]
-        )
+        family = CounterMetricFamily(self.name, self.documentation, labels=[self.label])
         counts = self.read()
-        for source in SOURCES:
-            family.add_metric([source], counts.get(source, 0))
+        for value in self.values:
+            family.add_metric([value], counts.get(value, 0))
         yield family
 
 
@@ -117,8 +120,17 @@ class MonitorMetrics:
             ["kind"],
             registry=r,
         )
-        self.events = ProcessedCounter()
+        self.events = CountsCollector(
+            "gavel_monitor_events_processed", "Events read, by source topic.", "source", SOURCES
+        )
         r.register(self.events)
+        self.join_outcomes = CountsCollector(
+            "gavel_monitor_join",
+            "Predictions and sales through the join, by outcome (evicted: over the bound).",
+            "outcome",
+            JOIN_OUTCOMES,
+        )
+        r.register(self.join_outcomes)
         self.join_backlog = Gauge(
             "gavel_monitor_join_backlog", "Predictions waiting for their sale.", registry=r
         )
@@ -197,6 +209,7 @@ class MonitorMetrics:
     def watch(self, monitor: Watched) -> None:
         """Read the per-record series from ``monitor`` at every scrape."""
         self.events.read = lambda: monitor.processed
+        self.join_outcomes.read = monitor.join_outcomes
         for state in HELD:
             self.held.labels(state=state).set_function(functools.partial(_held, monitor, state))
         self.join_backlog.set_function(lambda: monitor.held_events()["join_predictions"])

@@ -73,6 +73,9 @@ class FakeMonitor:
     def streaming_bias(self) -> float:
         return self.bias
 
+    def join_outcomes(self) -> dict[str, int]:
+        return {"joined": 5, "evicted": 2}
+
 
 def test_watched_series_are_read_when_scraped(metrics: MonitorMetrics) -> None:
     monitor = FakeMonitor()
@@ -88,5 +91,8 @@ def test_watched_series_are_read_when_scraped(metrics: MonitorMetrics) -> None:
     assert value(metrics, "gavel_monitor_held_events", state="join_predictions") == 11
     assert value(metrics, "gavel_monitor_join_backlog") == 11
     assert value(metrics, "gavel_monitor_streaming_bias") == 0.25
+    assert value(metrics, "gavel_monitor_join_total", outcome="joined") == 5
+    assert value(metrics, "gavel_monitor_join_total", outcome="evicted") == 2
+    assert value(metrics, "gavel_monitor_join_total", outcome="expired_sales") == 0
     monitor.processed["auctions.sold"] = 8
     assert value(metrics, "gavel_monitor_events_processed_total", source="auctions.sold") == 8
