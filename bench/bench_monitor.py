@@ -3,8 +3,10 @@
 1. Detection: for each drift scenario, how many events after the onset the monitor
    alerts, feeding the monitor's event logic directly (same code as `gavel monitor`).
 2. Throughput and memory of `gavel monitor` as a process over 1,000,000 events already
-   on Kafka (500,000 listings priced by the champion, and their sales three hours of
-   event time later, interleaved in event-time order on 4 partitions): events/s from
+   on Kafka (500,000 listings of March to June 2015 priced by the champion, trained on
+   the months before, and their sales three hours of event time later, interleaved in
+   event-time order on 4 partitions; a stationary market, where alerts are rare: each
+   alert writes an Evidently report, seconds of work): events/s from
    its first event to its last, and its RSS (VmRSS, sampled from /proc while it runs)
    before its first event and after 250k, 500k and 1M, with the peak (VmHWM). Next to
    it, in the same run on the same events: a bare confluent-kafka loop that consumes
@@ -75,6 +77,7 @@ SCENARIOS = {
 }
 SALE_DELAY = timedelta(hours=3)
 RSS_MARKS = (0, 250_000, 500_000, 1_000_000)
+STREAM_FROM, STREAM_TO = "2015-03-01", "2015-07-01"  # after the model's training data
 SAMPLE_S = 0.2
 
 
@@ -266,6 +269,7 @@ def monitor_process(settings: Settings, total: int) -> dict:
         time.sleep(1.0)  # anything read twice would show now
         held = labelled(url, "gavel_monitor_held_events", "state")
         join = labelled(url, "gavel_monitor_join_total", "outcome")
+        alerts = labelled(url, "gavel_monitor_alerts_total", "kind")
         read = processed(url)
     finally:
         process.stop()
@@ -301,6 +305,7 @@ def monitor_process(settings: Settings, total: int) -> dict:
         "peak_rss_mb": peak,
         "held_events_at_end": held,
         "join_at_end": join,
+        "alerts": alerts,
         "samples": len(samples),
     }
 
@@ -416,13 +421,17 @@ def main() -> None:
     base = Settings()
     manager.up(base, manager.CORE, console=Console(stderr=True, quiet=True))
     tag = uuid.uuid4().hex[:6]
-    settings = base.replace(namespace=f"bench-mon-{tag}.", model_name=f"gavel-bench-mon-{tag}")
+    settings = base.replace(
+        namespace=f"bench-mon-{tag}.",
+        model_name=f"gavel-bench-mon-{tag}",
+        reports_dir=base.stack.dir / "bench" / "reports",
+    )
     ensure_topics(settings)
     from shell import registry
     from trainer.training import train_and_register
 
     train_and_register(split, settings, source="bench")  # the monitor's reference
-    frame = generate_auctions(args.listings, start="2015-03-01", end="2016-12-31", seed=11)
+    frame = generate_auctions(args.listings, start=STREAM_FROM, end=STREAM_TO, seed=11)
     stream = priced_stream(frame, registry_model(settings, registry))
     del frame
     produce(settings, stream)
@@ -460,6 +469,8 @@ def main() -> None:
         "window_events": settings.monitor.window_events,
         "performance_window_events": settings.monitor.performance_window_events,
         "sale_delay_hours": SALE_DELAY.total_seconds() / 3600,
+        "stream": [STREAM_FROM, STREAM_TO],
+        "alerts_during_the_run": service["alerts"],
         "batch": BATCH,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
