@@ -77,6 +77,12 @@ class MonitorSettings(BaseModel):
     checkpoint_interval_s: float = Field(
         5.0, gt=0, description="How often the state and its offsets are checkpointed to Redis."
     )
+    lease_ttl_s: float = Field(
+        10.0,
+        gt=1,
+        description="One monitor per namespace holds a Redis lease of this length, renewed "
+        "every third of it; a standby takes over within it when the holder dies.",
+    )
 
 
 class TrainerSettings(BaseModel):

@@ -6,13 +6,20 @@ Everything the monitor holds between events (the join, the reorder buffers, the 
 windows, the streaming detector and the episode gates) is in :class:`MonitorState`, so
 that a snapshot taken between two records and restored later continues exactly where it
 stopped: the same records then give the same windows and the same alerts.
+
+A record costs a join lookup, a heap push and a few comparisons; frames are built and
+tests run once per window. Nothing per record touches Prometheus: the per-record series
+are read from the monitor when scraped (:meth:`monitor.metrics.MonitorMetrics.watch`).
+To add a check (say, per-segment detectors), give it its state in :class:`MonitorState`
+and call it from :meth:`Monitor._window_scored` or :meth:`Monitor._on_joined`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -23,8 +30,9 @@ from gavel.features import TARGET
 from gavel.price_errors import price_metrics
 from gavel.schemas import DriftAlert, DriftKind, Severity
 from gavel.settings import Settings
+from gavel.topics import AUCTIONS_SOLD, PRICES_SCORED
 from monitor.alerting import EpisodeGate
-from monitor.drift import PREDICTION, DriftDetector, DriftResult, monitored_frame
+from monitor.drift import DriftDetector, DriftResult, monitored_listings
 from monitor.join import Joined, PredictionJoin
 from monitor.metrics import MonitorMetrics
 from monitor.ordering import EventTimeBuffer
@@ -38,15 +46,28 @@ log = logging.getLogger(__name__)
 
 
 def scored_frame(rows: list[ScoredRow]) -> pd.DataFrame:
-    raw = pd.DataFrame.from_records([row.features for row in rows])
-    raw[PREDICTION] = [row.predicted_price for row in rows]
-    return monitored_frame(raw)
+    """The monitored frame of scored rows (one per row, in order)."""
+    return monitored_listings([row.listing for row in rows], [row.predicted_price for row in rows])
 
 
 def labelled_frame(rows: list[Joined]) -> pd.DataFrame:
     frame = scored_frame([row.prediction for row in rows])
     frame[TARGET] = [row.actual for row in rows]
     return frame
+
+
+def labelled_metrics(rows: list[Joined]) -> dict[str, float]:
+    """:func:`gavel.price_errors.price_metrics` of joined rows, without a frame.
+
+    >>> from datetime import datetime, UTC
+    >>> t = datetime(2015, 1, 5, tzinfo=UTC)
+    >>> scored = ScoredRow("a", t, "1", 110.0, ())
+    >>> labelled_metrics([Joined("a", scored, 100.0, t)])["bias"]
+    0.1
+    """
+    actual = [row.actual for row in rows]
+    predicted = [row.prediction.predicted_price for row in rows]
+    return price_metrics(actual, predicted)
 
 
 @dataclass
@@ -105,7 +126,11 @@ class Monitor:
         self.joined_buffer: EventTimeBuffer[Joined] = EventTimeBuffer(self.config.join_max_pending)
         self.reference: Reference | None = None
         self.counts: Counter[str] = Counter()
+        # Records processed by this process (not state: a restart counts from zero). Fixed
+        # keys: the metrics thread reads the dict while this one updates it.
+        self.processed: dict[str, int] = {PRICES_SCORED: 0, AUCTIONS_SOLD: 0}
         self._reset_windows()
+        self.metrics.watch(self)
 
     # -- state --------------------------------------------------------------------------
 
@@ -140,7 +165,6 @@ class Monitor:
             self._export_reference()
         for kind, gate in self.gates.items():
             self.metrics.alert_active.labels(kind=kind.value).set(1 if gate.active else 0)
-        self._export_held()
 
     # -- champion changes -------------------------------------------------------------
 
@@ -187,48 +211,56 @@ class Monitor:
     # -- events -----------------------------------------------------------------------
 
     def on_scored(self, row: ScoredRow, partition: int = 0) -> list[DriftAlert]:
-        self.metrics.events.labels(source="prices.scored").inc()
+        self.processed[PRICES_SCORED] += 1
         if self.reference is None:
             self.use_version(row.model_version)
-        alerts = self._buffer_joined(
-            self.join.add_prediction(row.auction_id, row.listed_at, row, partition)
-        )
+        alerts: list[DriftAlert] = []
+        joined = self.join.add_prediction(row.auction_id, row.listed_at, row, partition)
+        if joined is not None:
+            alerts += self._buffer_joined(joined)
         for _, early in self.scored_buffer.push(row.listed_at, row):
             alerts += self._window_scored(early)
-        return alerts + self._release()
+        return self._release(alerts)
 
     def on_sale(self, row: SaleRow, partition: int = 0) -> list[DriftAlert]:
-        self.metrics.events.labels(source="auctions.sold").inc()
+        self.processed[AUCTIONS_SOLD] += 1
         joined = self.join.add_sale(row.auction_id, row.sold_at, row.price, partition)
-        return self._buffer_joined(joined) + self._release()
+        return self._release(self._buffer_joined(joined) if joined is not None else [])
 
-    def _buffer_joined(self, joined: Joined | None) -> list[DriftAlert]:
-        if joined is None:
-            return []
+    def _buffer_joined(self, joined: Joined) -> list[DriftAlert]:
         alerts: list[DriftAlert] = []
         for _, early in self.joined_buffer.push(joined.sold_at, joined):
             alerts += self._on_joined(early)
         return alerts
 
-    def _release(self) -> list[DriftAlert]:
-        """Feed the windows, in event-time order, whatever the watermarks have passed."""
-        alerts: list[DriftAlert] = []
+    def _release(self, alerts: list[DriftAlert]) -> list[DriftAlert]:
+        """Feed the windows, in event-time order, whatever the watermarks have passed;
+        returns ``alerts`` with the alerts this raised appended."""
         for _, row in self.scored_buffer.release(self.join.prediction_watermark.value):
             alerts += self._window_scored(row)
         for _, joined in self.joined_buffer.release(self.join.complete_until):
             alerts += self._on_joined(joined)
-        self._export_held()
         return alerts
 
-    def _export_held(self) -> None:
-        held = self.metrics.held
-        held.labels(state="join_predictions").set(self.join.backlog)
-        held.labels(state="join_sales").set(self.join.waiting_sales)
-        held.labels(state="reorder_scored").set(len(self.scored_buffer))
-        held.labels(state="reorder_joined").set(len(self.joined_buffer))
-        held.labels(state="window_scored").set(self.scored_windows.open_size)
-        held.labels(state="window_labelled").set(self.labelled_windows.open_size)
-        self.metrics.join_backlog.set(self.join.backlog)
+    # -- what the metrics read when scraped (monitor.metrics.Watched) -------------------
+
+    def held_events(self) -> Mapping[str, int]:
+        """Events held in the state, by part."""
+        return {
+            "join_predictions": self.join.backlog,
+            "join_sales": self.join.waiting_sales,
+            "reorder_scored": len(self.scored_buffer),
+            "reorder_joined": len(self.joined_buffer),
+            "window_scored": self.scored_windows.open_size,
+            "window_labelled": self.labelled_windows.open_size,
+        }
+
+    def streaming_bias(self) -> float:
+        detector = self.bias_detector
+        return detector.estimation if detector is not None else 0.0
+
+    def join_outcomes(self) -> Mapping[str, int]:
+        return dataclasses.asdict(self.join.counters)
 
     def _window_scored(self, row: ScoredRow) -> list[DriftAlert]:
         assert self.reference is not None
@@ -247,7 +279,6 @@ class Monitor:
         predicted = joined.prediction.predicted_price
         if self.bias_detector is not None and joined.actual > 0:
             breach = self.bias_detector.update((predicted - joined.actual) / joined.actual)
-            self.metrics.streaming_bias.set(self.bias_detector.estimation)
             if breach is not None and self._gate(DriftKind.PERFORMANCE, breached=True):
                 alerts.append(self._streaming_performance_alert(breach))
         closed = self.labelled_windows.add(joined.sold_at, joined)
@@ -260,7 +291,7 @@ class Monitor:
     def _evaluate_drift(self, window: Window[ScoredRow]) -> list[DriftAlert]:
         assert self.reference is not None
         try:
-            result = self.detector.run(self.reference.dataset, scored_frame(window.rows))
+            result = self.detector.run(self.reference.drift, scored_frame(window.rows))
         except Exception:  # one bad window must not stop monitoring
             log.exception("drift check failed for a window of %d events", len(window))
             return []
@@ -287,8 +318,7 @@ class Monitor:
         return alerts
 
     def _evaluate_performance(self, window: Window[Joined]) -> list[DriftAlert]:
-        frame = labelled_frame(window.rows)
-        metrics = price_metrics(frame[TARGET], frame[PREDICTION])
+        metrics = labelled_metrics(window.rows)
         self.metrics.windows.labels(kind="performance").inc()
         self.metrics.window_mape.set(metrics["mape"])
         self.metrics.window_mae.set(metrics["mae"])
@@ -303,7 +333,7 @@ class Monitor:
             return []
         if not self._gate(DriftKind.PERFORMANCE, breached=True):
             return []
-        return [self._performance_alert(breach, window, frame, metrics)]
+        return [self._performance_alert(breach, window, metrics)]
 
     def _gate(self, kind: DriftKind, breached: bool) -> bool:
         gate = self.gates[kind]
@@ -345,17 +375,24 @@ class Monitor:
             assert result.prediction is not None  # a prediction alert needs its drift result
             alert.drifted_features = [result.prediction]
         alert.share_drifted = result.share_drifted
-        if result.snapshot is not None:
-            path = self.reports.path_for(kind, alert.alert_id, alert.detected_at)
-            saved = self.reports.save_snapshot(result.snapshot, path)
-            alert.report_path = str(saved) if saved else None
+        alert.report_path = self._drift_report(alert, result)
         return self._published(alert)
+
+    def _drift_report(self, alert: DriftAlert, result: DriftResult) -> str | None:
+        assert self.reference is not None
+        try:
+            snapshot = self.detector.snapshot(self.reference.drift, result)
+        except Exception:  # a report must never take the monitor down
+            log.exception("could not build the drift report of alert %s", alert.alert_id)
+            return None
+        path = self.reports.path_for(alert.kind, alert.alert_id, alert.detected_at)
+        saved = self.reports.save_snapshot(snapshot, path)
+        return str(saved) if saved else None
 
     def _performance_alert(
         self,
         breach: Breach,
         window: Window[Joined],
-        frame: pd.DataFrame,
         metrics: dict[str, float],
         detector: str = "window",
     ) -> DriftAlert:
@@ -363,6 +400,7 @@ class Monitor:
         alert = self._base_alert(DriftKind.PERFORMANCE, breach.severity, window, detector)
         alert.mape = metrics["mape"]
         path = self.reports.path_for(alert.kind, alert.alert_id, alert.detected_at)
+        frame = labelled_frame(window.rows)  # only an alert needs the window as a frame
         saved = self.reports.performance(frame, self.reference.frame, path)
         alert.report_path = str(saved) if saved else None
         return self._published(alert, breach.reason)
@@ -372,9 +410,7 @@ class Monitor:
         window: Window[Joined] = Window()
         for row in rows:
             window.add(row.sold_at, row)
-        frame = labelled_frame(rows)
-        metrics = price_metrics(frame[TARGET], frame[PREDICTION])
-        return self._performance_alert(breach, window, frame, metrics, detector="adwin")
+        return self._performance_alert(breach, window, labelled_metrics(rows), detector="adwin")
 
     def _published(self, alert: DriftAlert, reason: str | None = None) -> DriftAlert:
         self.metrics.alerts.labels(kind=alert.kind.value).inc()

@@ -23,14 +23,15 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from monitor.ordering import PartitionWatermark
 from monitor.records import ScoredRow
 
 
-@dataclass(frozen=True)
-class Joined:
+class Joined(NamedTuple):
+    """A prediction with its sale (a named tuple: one is made per sale)."""
+
     auction_id: str
     prediction: ScoredRow
     actual: float
@@ -116,12 +117,15 @@ class PredictionJoin:
 
     def _expire(self, state: OrderedDict[str, Any], horizon: datetime, counter: str) -> None:
         # Arrival order is close to event order: stop at the first entry inside the horizon.
-        while state:
-            auction_id, (event_time, _) = next(iter(state.items()))
+        expired = 0
+        for event_time, _ in state.values():
             if event_time >= horizon:
                 break
-            del state[auction_id]
-            setattr(self.counters, counter, getattr(self.counters, counter) + 1)
+            expired += 1
+        for _ in range(expired):
+            state.popitem(last=False)
+        if expired:
+            setattr(self.counters, counter, getattr(self.counters, counter) + expired)
 
     def _bound(self, state: OrderedDict[str, Any]) -> None:
         while len(state) > self.max_pending:

@@ -1,8 +1,21 @@
-"""Prometheus metrics of the monitor (the Grafana drift panels read these)."""
+"""Prometheus metrics of the monitor (the Grafana drift panels read these).
+
+What changes with every record (records processed, events held, the join's backlog,
+the streaming bias) is not updated per record: :meth:`MonitorMetrics.watch` binds
+those series to the running monitor, and Prometheus reads them when it scrapes
+(``Gauge.set_function`` and a custom collector, prometheus-client's own mechanisms).
+Everything else changes once per window or per checkpoint and is set when it does.
+"""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable, Iterator, Mapping
+from typing import Protocol
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Info
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from gavel.schemas import DriftKind
 from monitor.drift import MONITORED
@@ -18,6 +31,43 @@ HELD = (
     "window_labelled",
 )
 DEPENDENCIES = ("mlflow", "redis", "kafka")
+JOIN_OUTCOMES = ("joined", "expired_predictions", "expired_sales", "evicted")
+
+
+class Watched(Protocol):
+    """What the scrape-time series read from the running monitor."""
+
+    @property
+    def processed(self) -> Mapping[str, int]:
+        """Records processed since the process started, by source (every one of SOURCES)."""
+
+    def held_events(self) -> Mapping[str, int]:
+        """Events held in the state, by part (every one of HELD)."""
+
+    def streaming_bias(self) -> float:
+        """The streaming detector's current estimate (0 before it exists)."""
+
+    def join_outcomes(self) -> Mapping[str, int]:
+        """Predictions and sales through the join, by outcome (every one of JOIN_OUTCOMES)."""
+
+
+def _held(monitor: Watched, state: str) -> int:
+    return monitor.held_events()[state]
+
+
+class CountsCollector(Collector):
+    """A labelled counter whose values are read from the monitor when scraped."""
+
+    def __init__(self, name: str, documentation: str, label: str, values: tuple[str, ...]):
+        self.name, self.documentation, self.label, self.values = name, documentation, label, values
+        self.read: Callable[[], Mapping[str, int]] = lambda: {}
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(self.name, self.documentation, labels=[self.label])
+        counts = self.read()
+        for value in self.values:
+            family.add_metric([value], counts.get(value, 0))
+        yield family
 
 
 class MonitorMetrics:
@@ -70,12 +120,17 @@ class MonitorMetrics:
             ["kind"],
             registry=r,
         )
-        self.events = Counter(
-            "gavel_monitor_events_processed",
-            "Events read, by source topic.",
-            ["source"],
-            registry=r,
+        self.events = CountsCollector(
+            "gavel_monitor_events_processed", "Events read, by source topic.", "source", SOURCES
         )
+        r.register(self.events)
+        self.join_outcomes = CountsCollector(
+            "gavel_monitor_join",
+            "Predictions and sales through the join, by outcome (evicted: over the bound).",
+            "outcome",
+            JOIN_OUTCOMES,
+        )
+        r.register(self.join_outcomes)
         self.join_backlog = Gauge(
             "gavel_monitor_join_backlog", "Predictions waiting for their sale.", registry=r
         )
@@ -136,7 +191,6 @@ class MonitorMetrics:
             self.alerts.labels(kind=kind.value)
             self.alert_active.labels(kind=kind.value).set(0)
         for source in SOURCES:
-            self.events.labels(source=source)
             for reason in SkipReason:
                 self.skipped.labels(source=source, reason=reason.value)
         for state in HELD:
@@ -146,3 +200,17 @@ class MonitorMetrics:
             self.waiting_for.labels(dependency=dependency).set(0)
         for feature in MONITORED:
             self.feature_drifted.labels(feature=feature).set(0)
+        self.lease_held = Gauge(
+            "gavel_monitor_lease_held",
+            "1 while this monitor holds its namespace's lease (and reads), 0 as a standby.",
+            registry=r,
+        )
+
+    def watch(self, monitor: Watched) -> None:
+        """Read the per-record series from ``monitor`` at every scrape."""
+        self.events.read = lambda: monitor.processed
+        self.join_outcomes.read = monitor.join_outcomes
+        for state in HELD:
+            self.held.labels(state=state).set_function(functools.partial(_held, monitor, state))
+        self.join_backlog.set_function(lambda: monitor.held_events()["join_predictions"])
+        self.streaming_bias.set_function(monitor.streaming_bias)

@@ -31,13 +31,16 @@ class PartitionWatermark:
 
     def update(self, partition: int, event_time: datetime) -> datetime | None:
         """Record an event; returns the new watermark when it moved."""
-        current = self.latest.get(partition)
+        latest = self.latest
+        current = latest.get(partition)
         if current is not None and event_time <= current:
             return None
-        self.latest[partition] = event_time
-        if len(self.latest) < self.partitions:
+        latest[partition] = event_time
+        if len(latest) < self.partitions:
             return None
-        watermark = min(self.latest.values())
+        if current is not None and self.value is not None and current > self.value:
+            return None  # this partition was not the slowest: the minimum cannot move
+        watermark = min(latest.values())
         if self.value is not None and watermark <= self.value:
             return None
         self.value = watermark
@@ -60,17 +63,24 @@ class EventTimeBuffer(Generic[Item]):
         return len(self._heap)
 
     def push(self, event_time: datetime, item: Item) -> list[tuple[datetime, Item]]:
-        heapq.heappush(self._heap, (event_time, next(self._sequence), item))
+        """Hold ``item``; returns the oldest events forced out by the capacity."""
+        heap = self._heap
+        heapq.heappush(heap, (event_time, next(self._sequence), item))
+        if len(heap) <= self.capacity:
+            return []
         released = []
-        while len(self._heap) > self.capacity:
-            time, _, oldest = heapq.heappop(self._heap)
+        while len(heap) > self.capacity:
+            time, _, oldest = heapq.heappop(heap)
             released.append((time, oldest))
         return released
 
     def release(self, watermark: datetime | None) -> list[tuple[datetime, Item]]:
         """Events at or before ``watermark``, oldest first."""
+        heap = self._heap
+        if watermark is None or not heap or heap[0][0] > watermark:
+            return []  # the common case, once per record
         released = []
-        while self._heap and watermark is not None and self._heap[0][0] <= watermark:
-            time, _, item = heapq.heappop(self._heap)
+        while heap and heap[0][0] <= watermark:
+            time, _, item = heapq.heappop(heap)
             released.append((time, item))
         return released

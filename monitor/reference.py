@@ -1,8 +1,9 @@
 """Reference statistics of a model version, computed once and cached.
 
 The reference is the held-out sample logged with the model (features, prediction and
-sale price). Its Evidently dataset, MAPE and bias are built on first use of a version
-and reused for every window until the champion changes.
+sale price). Its drift side (the Evidently dataset and the cleaned columns), MAPE and
+bias are built on first use of a version and reused for every window until the
+champion changes.
 """
 
 from __future__ import annotations
@@ -13,12 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pandas as pd
-from evidently import Dataset
 
 from gavel.features import TARGET
 from gavel.price_errors import bias, mape
 from gavel.settings import Settings
-from monitor.drift import PREDICTION, as_dataset, monitored_frame
+from monitor.drift import PREDICTION, DriftReference, monitored_frame
 from shell import registry
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ class Reference:
     model_name: str
     version: str
     frame: pd.DataFrame = field(repr=False)
-    dataset: Dataset = field(repr=False)  # the Evidently side, built once
+    drift: DriftReference = field(repr=False)  # the drift tests' side, built once
     mape: float
     bias: float
 
@@ -52,7 +52,7 @@ def build_reference(model_name: str, version: str, sample: pd.DataFrame, rows: i
         model_name=model_name,
         version=version,
         frame=frame,
-        dataset=as_dataset(frame.drop(columns=[TARGET])),
+        drift=DriftReference.from_frame(frame.drop(columns=[TARGET])),
         mape=mape(held_out[TARGET], held_out[PREDICTION]),
         bias=bias(held_out[TARGET], held_out[PREDICTION]),
     )

@@ -34,8 +34,10 @@ class Window(Generic[Row]):
 
     def add(self, event_time: datetime, row: Row) -> None:
         self.rows.append(row)
-        self.start = event_time if self.start is None else min(self.start, event_time)
-        self.end = event_time if self.end is None else max(self.end, event_time)
+        if self.start is None or event_time < self.start:
+            self.start = event_time
+        if self.end is None or event_time > self.end:
+            self.end = event_time
 
 
 class TumblingWindows(Generic[Row]):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 import time
 import uuid
 import zlib
@@ -23,7 +24,7 @@ from confluent_kafka import Producer
 from gavel.schemas import Listing, ScoredPrice
 from gavel.settings import Settings
 from gavel.topics import AUCTIONS_SOLD, DRIFT_ALERTS, PRICES_SCORED
-from monitor.checkpoint import checkpoint_key
+from monitor.checkpoint import checkpoint_key, decode
 from producers.replay import ReplayOptions, replay
 from producers.sources.scenarios import parse_scenario
 from producers.sources.synthetic import generate_auctions
@@ -302,7 +303,8 @@ def monitor_settings(
         model_name=model_name,
         monitor_metrics_port=free_port(),
         reports_dir=tmp_path / name / "reports",
-        monitor={"checkpoint_interval_s": 3.0},
+        # A short lease: a monitor restarted after a kill -9 waits for the old one's to expire.
+        monitor={"checkpoint_interval_s": 3.0, "lease_ttl_s": 3.0},
     )
     namespaces.append(settings.namespace)
     ensure_topics(settings)
@@ -488,6 +490,82 @@ def nth_sale_after(records: list[Outgoing], start: int, n: int) -> int:
         if seen == n:
             return position + 1
     raise ValueError(f"fewer than {n} sales after {start}")
+
+
+# -- one monitor per namespace --------------------------------------------------------------
+
+LEASE_TTL_S = 4.0
+PAIR_RECORDS = 6000  # half before the kill, half after
+
+
+def test_a_second_monitor_waits_as_a_standby_and_takes_over_after_a_kill(
+    stack: Settings,
+    model_name: str,
+    shock_records: list[Outgoing],
+    tmp_path: Path,
+    namespaces: list[str],
+) -> None:
+    """Two monitors in one namespace: one reads, the other waits and says who holds the
+    lease; killed with -9, the reader is replaced within the lease TTL by the standby,
+    which continues from the reader's last checkpoint."""
+    shared = monitor_settings(stack, model_name, tmp_path, "pair", namespaces).replace(
+        monitor={"checkpoint_interval_s": 1.0, "lease_ttl_s": LEASE_TTL_S}
+    )
+    one, two = (shared.replace(monitor_metrics_port=free_port()) for _ in range(2))
+    records = shock_records[:PAIR_RECORDS]
+    half = PAIR_RECORDS // 2
+    produce(shared, records[:half])
+    store = TrainerStore(shared)  # a Redis client of the namespace
+    with (
+        service("monitor-1", ["monitor"], one, tmp_path / "one", http_ok(metrics_url(one))) as a,
+        service("monitor-2", ["monitor"], two, tmp_path / "two", http_ok(metrics_url(two))) as b,
+    ):
+        urls = {a.name: metrics_url(one), b.name: metrics_url(two)}
+        held = {
+            name: lambda url=url: metric(url, "gavel_monitor_lease_held")
+            for name, url in urls.items()
+        }
+        wait_for(
+            lambda: any(lease() == 1 for lease in held.values()), 60, "a monitor to hold the lease"
+        )
+        holder, standby = (a, b) if held[a.name]() == 1 else (b, a)
+        reader_url, standby_url = urls[holder.name], urls[standby.name]
+        await_service(holder, checkpointed(reader_url, half), 120, "the first half checkpointed")
+        standby_log = standby.log_tail(40)
+        # Only one reads: the standby, up as long, read nothing and says who holds the lease.
+        assert read_records(standby_url) == 0, standby_log
+        assert metric(standby_url, "gavel_monitor_lease_held") == 0
+        assert "waits as a standby" in standby_log, standby_log
+        assert f":{holder.pid()}/" in standby_log, "the standby names the holder's process"
+        signal_group(holder, signal.SIGKILL)
+        killed_at = time.monotonic()
+        wait_for(lambda: holder.pid() is None, 2, "the holder to die")
+        blob = store.client.get(checkpoint_key(shared))  # before the standby can write one
+        at_kill = decode(blob) if blob else None
+        assert at_kill is not None
+        # The second half arrives while the standby waits for the lease to expire.
+        second_half = threading.Thread(target=produce, args=(shared, records[half:]))
+        second_half.start()
+        await_service(
+            standby, lambda: metric(standby_url, "gavel_monitor_lease_held") == 1, 30, "takeover"
+        )
+        took_over = time.monotonic() - killed_at
+        await_service(standby, lambda: read_records(standby_url) > 0, 60, "the standby to read")
+        reading = time.monotonic() - killed_at
+        second_half.join()
+        await_service(standby, checkpointed(standby_url, PAIR_RECORDS), 120, "the second half")
+        restored = restored_at(standby_url)
+        read = read_records(standby_url)
+    print(
+        f"monitor takeover: lease TTL {LEASE_TTL_S}s; the standby held the lease {took_over:.1f}s "
+        f"after the kill and read again {reading:.1f}s after it, from the checkpoint at "
+        f"{restored:.0f} records ({at_kill.covered} at the kill); it read {read:.0f} records"
+    )
+    # The lease expires at most a TTL after the last renewal and a standby tries every fifth
+    # of it; the rest is slack for a loaded machine (scrapes, scheduling).
+    assert took_over <= LEASE_TTL_S * 1.2 + 3.0, took_over
+    assert restored == at_kill.covered == half, "it continues from the holder's checkpoint"
+    assert read == PAIR_RECORDS - half, "it reads exactly the records after the checkpoint"
 
 
 # -- hostile records ------------------------------------------------------------------------

@@ -221,6 +221,8 @@ def test_metrics_follow_the_stream(stationary: Run) -> None:
     assert value(monitor, "gavel_monitor_model_version") == 1
     assert value(monitor, "gavel_monitor_model_info", model_name=MODEL_NAME, version="1") == 1
     assert value(monitor, "gavel_monitor_join_backlog") == monitor.join.backlog
+    joined = value(monitor, "gavel_monitor_join_total", outcome="joined")
+    assert joined == monitor.join.counters.joined == STATIONARY_ROWS
     last = performance.iloc[-1]
     assert value(monitor, "gavel_monitor_window_mape") == pytest.approx(last["mape"])
     assert value(monitor, "gavel_monitor_window_bias") == pytest.approx(last["bias"])

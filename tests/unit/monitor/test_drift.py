@@ -1,25 +1,31 @@
-"""Tests for monitor.drift: per-column Evidently drift of a window against the reference."""
+"""Tests for monitor.drift: per-column Evidently drift of a window against the reference,
+and the same scores and verdicts as Evidently's own report."""
 
 from __future__ import annotations
 
+import operator
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
-from evidently import Dataset
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from gavel.features import MONITORED_CATEGORICAL, MONITORED_NUMERIC, TARGET
-from gavel.schemas import FeatureDrift
+from gavel.schemas import LISTING_FIELDS, FeatureDrift, Listing
 from gavel.settings import MonitorSettings
 from monitor import drift
 from monitor.drift import (
     MONITORED,
     PREDICTION,
     DriftDetector,
+    DriftReference,
     DriftResult,
-    as_dataset,
     monitored_frame,
+    monitored_listings,
     parse_value_drift,
 )
 from producers.sources.scenarios import MixShift
@@ -27,6 +33,7 @@ from producers.sources.synthetic import generate_auctions
 from tests.unit.monitor.helpers import with_prediction
 
 CATEGORICAL = set(MONITORED_CATEGORICAL)
+T_LISTED = datetime(2015, 5, 1, tzinfo=UTC)
 
 
 def window(*scenarios: Any, n: int = 3000, seed: int = 2) -> pd.DataFrame:
@@ -37,8 +44,8 @@ def window(*scenarios: Any, n: int = 3000, seed: int = 2) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def reference(reference_sample: pd.DataFrame) -> Dataset:
-    return as_dataset(monitored_frame(reference_sample).drop(columns=[TARGET]))
+def reference(reference_sample: pd.DataFrame) -> DriftReference:
+    return DriftReference.from_frame(monitored_frame(reference_sample).drop(columns=[TARGET]))
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +94,9 @@ def test_monitored_frame_without_prices() -> None:
 # -- DriftDetector ------------------------------------------------------------------------
 
 
-def test_a_stationary_window_has_no_drift(reference: Dataset, detector: DriftDetector) -> None:
+def test_a_stationary_window_has_no_drift(
+    reference: DriftReference, detector: DriftDetector
+) -> None:
     result = detector.run(reference, window())
     assert isinstance(result, DriftResult)
     assert [f.feature for f in result.features] == list(MONITORED)
@@ -96,7 +105,6 @@ def test_a_stationary_window_has_no_drift(reference: Dataset, detector: DriftDet
     assert result.prediction is not None
     assert result.prediction.feature == PREDICTION
     assert not result.prediction.drifted
-    assert result.snapshot is not None
     for feature in result.features:
         assert 0.0 <= feature.score < feature.threshold == 0.1
         expected = "jensenshannon" if feature.feature in CATEGORICAL else "wasserstein"
@@ -104,7 +112,7 @@ def test_a_stationary_window_has_no_drift(reference: Dataset, detector: DriftDet
 
 
 def test_a_mix_shift_drifts_age_and_mileage_only(
-    reference: Dataset, detector: DriftDetector
+    reference: DriftReference, detector: DriftDetector
 ) -> None:
     result = detector.run(reference, window(MixShift("2015-03-01")))
     drifted = {f.feature for f in result.drifted}
@@ -118,7 +126,7 @@ def test_a_mix_shift_drifts_age_and_mileage_only(
     assert result.prediction is not None and result.prediction.drifted
 
 
-def test_verdicts_follow_the_configured_thresholds(reference: Dataset) -> None:
+def test_verdicts_follow_the_configured_thresholds(reference: DriftReference) -> None:
     lenient = DriftDetector(
         MonitorSettings(numeric_threshold=5.0, prediction_threshold=5.0, categorical_threshold=0.9)
     )
@@ -131,27 +139,30 @@ def test_verdicts_follow_the_configured_thresholds(reference: Dataset) -> None:
 
 
 def test_large_windows_are_sampled_to_max_window_rows(
-    reference: Dataset, monkeypatch: pytest.MonkeyPatch
+    reference: DriftReference, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sizes: list[int] = []
-    real = drift.as_dataset
+    real = drift.clean_column
 
-    def spy(frame: pd.DataFrame) -> Dataset:
-        sizes.append(len(frame))
-        return real(frame)
+    def spy(column: pd.Series) -> pd.Series:
+        sizes.append(len(column))
+        return real(column)
 
-    monkeypatch.setattr(drift, "as_dataset", spy)
+    monkeypatch.setattr(drift, "clean_column", spy)
     current = window(n=1000)
     sampled = DriftDetector(MonitorSettings(max_window_rows=300))
     first = sampled.run(reference, current)
     second = sampled.run(reference, current)
-    assert sizes == [300, 300]
+    assert sizes == [300] * 2 * (len(MONITORED) + 1)  # every column of both runs
+    assert len(first.current) == 300
     assert [f.score for f in first.features] == [f.score for f in second.features]  # seeded
-    DriftDetector(MonitorSettings(max_window_rows=5000)).run(reference, current)
-    assert sizes[-1] == 1000
+    whole = DriftDetector(MonitorSettings(max_window_rows=5000)).run(reference, current)
+    assert sizes[-1] == len(whole.current) == 1000
 
 
-def test_extra_window_columns_are_ignored(reference: Dataset, detector: DriftDetector) -> None:
+def test_extra_window_columns_are_ignored(
+    reference: DriftReference, detector: DriftDetector
+) -> None:
     current = window(n=500).assign(sellingprice=1.0, other="x")
     result = detector.run(reference, current)
     assert [f.feature for f in result.features] == list(MONITORED)
@@ -211,11 +222,150 @@ def test_parse_value_drift_without_tests() -> None:
 
 
 def test_parse_value_drift_reads_a_real_snapshot(
-    reference: Dataset, detector: DriftDetector
+    reference: DriftReference, detector: DriftDetector
 ) -> None:
     result = detector.run(reference, window(MixShift("2015-03-01"), n=1000))
-    assert result.snapshot is not None
-    parsed = parse_value_drift(result.snapshot.dict())
+    parsed = parse_value_drift(detector.snapshot(reference, result).dict())
     assert set(parsed) == {*MONITORED, PREDICTION}
-    assert parsed["year"] == next(f for f in result.features if f.feature == "year")
     assert parsed["year"].drifted and not parsed["make"].drifted
+
+
+# -- the same as Evidently's report -----------------------------------------------------
+
+
+def evidently_verdicts(
+    detector: DriftDetector, reference: DriftReference, result: DriftResult
+) -> dict[str, FeatureDrift]:
+    return parse_value_drift(detector.snapshot(reference, result).dict())
+
+
+def fast_verdicts(result: DriftResult) -> dict[str, FeatureDrift]:
+    features = {f.feature: f for f in result.features}
+    return {**features, PREDICTION: result.prediction} if result.prediction else features
+
+
+def assert_same(got: FeatureDrift, expected: FeatureDrift) -> None:
+    assert got.score == pytest.approx(expected.score, rel=1e-12, abs=1e-15), got.feature
+    assert got.model_dump(exclude={"score"}) == expected.model_dump(exclude={"score"})
+
+
+@pytest.mark.parametrize(
+    ("name", "scenarios", "n", "settings"),
+    [
+        ("stationary", [], 2000, {}),
+        ("mix shift", [MixShift("2015-03-01")], 2000, {}),
+        ("small window", [MixShift("2015-04-01")], 120, {}),
+        ("sampled", [MixShift("2015-03-15")], 3000, {"max_window_rows": 700}),
+        ("other thresholds", [MixShift("2015-03-01")], 1500, {"numeric_threshold": 0.3,
+         "categorical_threshold": 0.02, "prediction_threshold": 0.25}),
+        ("other stattests", [MixShift("2015-03-01")], 1500, {"numeric_stattest": "ks",
+         "numeric_threshold": 0.05, "categorical_stattest": "psi"}),
+    ],
+)  # fmt: skip
+def test_scores_and_verdicts_are_those_of_evidentlys_report(
+    reference: DriftReference, name: str, scenarios: list[Any], n: int, settings: dict[str, Any]
+) -> None:
+    detector = DriftDetector(MonitorSettings(**settings))
+    result = detector.run(reference, window(*scenarios, n=n))
+    expected = evidently_verdicts(detector, reference, result)
+    got = fast_verdicts(result)
+    assert set(got) == set(expected) == {*MONITORED, PREDICTION}
+    for column, drift_of in expected.items():
+        assert_same(got[column], drift_of)
+    if name != "stationary":
+        assert any(f.drifted for f in got.values())  # both sides of the verdict are covered
+
+
+def test_a_window_with_missing_and_infinite_values_scores_as_evidently(
+    reference: DriftReference, detector: DriftDetector
+) -> None:
+    current = window(n=800)
+    current.loc[current.index[::3], "condition"] = np.nan
+    current.loc[current.index[::7], "mmr"] = np.inf
+    current.loc[current.index[::5], PREDICTION] = -np.inf
+    result = detector.run(reference, current)
+    expected = evidently_verdicts(detector, reference, result)
+    assert set(expected) == {*MONITORED, PREDICTION}
+    for column, drift_of in expected.items():
+        assert_same(fast_verdicts(result)[column], drift_of)
+
+
+def test_a_window_without_values_in_a_column_fails_as_evidentlys_report_does(
+    reference: DriftReference, detector: DriftDetector
+) -> None:
+    current = window(n=300).assign(condition=np.nan)
+    with pytest.raises(ValueError, match="condition"):
+        detector.run(reference, current)
+    with pytest.raises(ValueError, match="condition"):
+        detector.report.run(drift.as_dataset(current[[*MONITORED, PREDICTION]]), reference.dataset)
+
+
+# -- monitored_listings: a window's frame without derive_features --------------------------
+
+listing_values = operator.attrgetter(*LISTING_FIELDS)
+
+
+def both_frames(listings: list[Listing], predictions: list[float]) -> tuple[Any, Any]:
+    raw = pd.DataFrame([listing.model_dump() for listing in listings]).assign(
+        prediction=predictions
+    )
+    slow = monitored_frame(raw)[[*MONITORED, PREDICTION]]
+    return monitored_listings([listing_values(x) for x in listings], predictions), slow
+
+
+def test_monitored_listings_is_monitored_frame_of_generated_auctions() -> None:
+    frame = generate_auctions(3000, seed=4)
+    frame.loc[frame.index[::7], "condition"] = np.nan
+    frame.loc[frame.index[::5], "body"] = "\u2014"
+    frame.loc[frame.index[1::5], "make"] = "  Ford  "
+    listings = [
+        Listing.model_validate({k: v for k, v in row.items() if v == v})  # NaN: unknown
+        for row in frame[list(LISTING_FIELDS)].to_dict("records")
+    ]
+    fast, slow = both_frames(listings, frame["mmr"].fillna(1.0).tolist())
+    assert slow["condition"].isna().any() and (slow["body"] == "unknown").any()  # covered
+    pd.testing.assert_frame_equal(fast, slow)
+
+
+TEXT = st.one_of(
+    st.none(),
+    st.sampled_from(
+        ["", " ", "\u2014", "\u2013", "-", "None", "NULL", " nan ", "unknown", "SUV ", "Ford"]
+    ),
+    st.text(max_size=12),
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.fixed_dictionaries(
+            {
+                "year": st.integers(1950, 2015),
+                "make": st.text(min_size=1, max_size=12).filter(str.strip),
+                "body": TEXT,
+                "transmission": st.sampled_from([None, "automatic", "manual"]),
+                "state": st.none() | st.text(min_size=2, max_size=2),
+                "condition": st.none() | st.floats(1, 5),
+                "odometer": st.none() | st.floats(0, 1_000_000),
+                "mmr": st.none() | st.floats(1, 1_000_000),
+            }
+        ),
+        min_size=1,
+        max_size=20,
+    ),
+    st.data(),
+)
+def test_monitored_listings_is_monitored_frame_of_any_listing(
+    fields: list[dict[str, Any]], data: st.DataObject
+) -> None:
+    listings = []
+    for values in fields:
+        try:
+            listings.append(Listing(auction_id="a", listed_at=T_LISTED, model="m", **values))
+        except ValidationError:
+            continue
+    assume(listings)
+    predictions = [data.draw(st.floats(1, 1e6)) for _ in listings]
+    fast, slow = both_frames(listings, predictions)
+    pd.testing.assert_frame_equal(fast, slow)

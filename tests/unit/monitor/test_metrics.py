@@ -6,7 +6,7 @@ import pytest
 
 from gavel.schemas import DriftKind
 from monitor.drift import MONITORED
-from monitor.metrics import SOURCES, MonitorMetrics
+from monitor.metrics import HELD, SOURCES, MonitorMetrics
 
 
 @pytest.fixture
@@ -57,3 +57,42 @@ def test_each_instance_has_its_own_registry() -> None:
     assert value(second, "gavel_monitor_alerts_total", kind="data") == 0.0
     assert value(first, "gavel_monitor_window_mape") == 0.2
     assert value(second, "gavel_monitor_window_mape") == 0.0
+
+
+class FakeMonitor:
+    """A watched monitor whose numbers the test moves."""
+
+    def __init__(self) -> None:
+        self.processed = {source: 0 for source in SOURCES}
+        self.held = dict.fromkeys(HELD, 0)
+        self.bias = 0.0
+
+    def held_events(self) -> dict[str, int]:
+        return self.held
+
+    def streaming_bias(self) -> float:
+        return self.bias
+
+    def join_outcomes(self) -> dict[str, int]:
+        return {"joined": 5, "evicted": 2}
+
+
+def test_watched_series_are_read_when_scraped(metrics: MonitorMetrics) -> None:
+    monitor = FakeMonitor()
+    metrics.watch(monitor)
+    monitor.processed["auctions.sold"] = 7
+    monitor.held["reorder_joined"] = 3
+    monitor.held["join_predictions"] = 11
+    monitor.bias = 0.25
+    # No call in between: the values come from the monitor at collection time.
+    assert value(metrics, "gavel_monitor_events_processed_total", source="auctions.sold") == 7
+    assert value(metrics, "gavel_monitor_events_processed_total", source="prices.scored") == 0
+    assert value(metrics, "gavel_monitor_held_events", state="reorder_joined") == 3
+    assert value(metrics, "gavel_monitor_held_events", state="join_predictions") == 11
+    assert value(metrics, "gavel_monitor_join_backlog") == 11
+    assert value(metrics, "gavel_monitor_streaming_bias") == 0.25
+    assert value(metrics, "gavel_monitor_join_total", outcome="joined") == 5
+    assert value(metrics, "gavel_monitor_join_total", outcome="evicted") == 2
+    assert value(metrics, "gavel_monitor_join_total", outcome="expired_sales") == 0
+    monitor.processed["auctions.sold"] = 8
+    assert value(metrics, "gavel_monitor_events_processed_total", source="auctions.sold") == 8

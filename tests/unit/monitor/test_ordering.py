@@ -6,6 +6,8 @@ import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from monitor.ordering import EventTimeBuffer, PartitionWatermark
 
@@ -133,3 +135,22 @@ def test_buffer_never_holds_more_than_capacity(capacity: int) -> None:
         out += [item for _, item in buffer.push(at(20 - n), n)]  # newest first
         assert len(buffer) <= capacity
     assert len(out) == 20 - capacity
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 50)), max_size=60))
+def test_watermark_is_the_running_minimum_of_every_partitions_latest(
+    updates: list[tuple[int, int]],
+) -> None:
+    marks = PartitionWatermark(partitions=4)
+    latest: dict[int, datetime] = {}
+    expected: datetime | None = None
+    for partition, minute in updates:
+        before = marks.value
+        moved = marks.update(partition, at(minute))
+        latest[partition] = max(latest.get(partition, at(minute)), at(minute))
+        if len(latest) == 4:
+            candidate = min(latest.values())
+            expected = candidate if expected is None else max(expected, candidate)
+        assert marks.value == expected
+        assert moved == (expected if expected != before else None)

@@ -22,13 +22,14 @@ def test_build_reference_on_the_whole_sample(reference_sample: pd.DataFrame) -> 
     assert reference.bias == pytest.approx(bias(actual, predicted), rel=1e-12)
     assert 0.1 < reference.mape < 0.3  # the MMR as a price model: a sane reference
     # The Evidently side has no target: windows of scored listings have none.
-    assert list(reference.dataset.as_dataframe().columns) == [*MONITORED, PREDICTION]
+    assert list(reference.drift.dataset.as_dataframe().columns) == [*MONITORED, PREDICTION]
+    assert list(reference.drift.columns) == [*MONITORED, PREDICTION]
 
 
 def test_build_reference_samples_down_to_rows(reference_sample: pd.DataFrame) -> None:
     reference = build_reference("m", "1", reference_sample, rows=400)
     assert reference.rows == 400
-    assert len(reference.dataset.as_dataframe()) == 400
+    assert len(reference.drift.dataset.as_dataframe()) == 400
     chosen = reference_sample.sample(400, random_state=0)
     assert reference.mape == pytest.approx(mape(chosen["sellingprice"], chosen["prediction"]))
     assert reference.bias == pytest.approx(bias(chosen["sellingprice"], chosen["prediction"]))
