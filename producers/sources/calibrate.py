@@ -20,8 +20,9 @@ The generative story the figures describe (see :mod:`producers.sources.synthetic
 ``u`` is what the market (and the MMR) knows about a car beyond the listed
 features; ``e_sale`` is the luck of the auction. ``m(t)`` is how the price level of the
 car's segments (the whole market, its body, its make) moved by day t, ``e(t)`` the part
-of it the MMR has caught up with (:mod:`producers.sources.market_moves`). ``z_age``,
-``z_odo``, ``e_cond``, ``u`` and ``e_sale`` are drawn from stored quantiles.
+of it the MMR has caught up with (both zero unless the ``market_moves`` scenario runs;
+:mod:`producers.sources.market_moves`). ``z_age``, ``z_odo``, ``e_cond``, ``u`` and
+``e_sale`` are drawn from stored quantiles.
 
 Regenerate the committed file with::
 

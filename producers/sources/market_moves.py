@@ -23,7 +23,7 @@ market's week-to-week change (of weekly means) against its month-to-month change
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,6 +79,41 @@ class MarketMoves:
         # the ratio keeps its burnt-in value.
         start = walk[BURN_IN_DAYS]
         return walk[BURN_IN_DAYS:] - start, seen[BURN_IN_DAYS:] - start
+
+
+def segment_drift(
+    moves: MarketMoves,
+    rng: np.random.Generator,
+    day: np.ndarray,
+    segments: Mapping[str, tuple[Sequence[str | None], Sequence[str]]],
+    scale: float = 1.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Log moves of each row's sale price and MMR on its ``day`` (0 = the first): the sum
+    of the whole market's path and of its segments' paths.
+
+    ``segments`` maps a level (``body``, ``make``) to each row's value (lower case, None
+    when unknown) and every value the level knows, in a fixed order: each known value has
+    its own path, the same whatever the rows; an unknown value moves with the market only.
+    The paths are drawn day by day, so a longer frame extends them without changing them.
+    """
+    levels = [level for level in LEVELS if level != "all" and level in segments]
+    names = {level: list(segments[level][1]) for level in levels}
+    steps = [moves.daily_sd.get("all", 0.0)]
+    first: dict[str, int] = {}
+    for level in levels:
+        first[level] = len(steps)
+        steps += [moves.daily_sd.get(level, 0.0)] * len(names[level])
+    price, mmr = moves.paths(rng, int(day.max()) + 1 if len(day) else 1, len(steps),
+                             np.asarray(steps) * scale)  # fmt: skip
+    price_move, mmr_move = price[day, 0].copy(), mmr[day, 0].copy()
+    for level in levels:
+        values, _ = segments[level]
+        lookup = {name: first[level] + i for i, name in enumerate(names[level])}
+        column = np.asarray([lookup.get(v, -1) if isinstance(v, str) else -1 for v in values])
+        known = column >= 0
+        price_move[known] += price[day[known], column[known]]
+        mmr_move[known] += mmr[day[known], column[known]]
+    return price_move, mmr_move
 
 
 def _clipped_log_ratio(frame: pd.DataFrame) -> np.ndarray:

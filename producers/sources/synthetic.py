@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import functools
 import json
-import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import date, datetime
@@ -179,7 +178,7 @@ class Calibration:
     model_levels: Mapping[tuple[str, str], float]
     trim_offsets: Mapping[tuple[str, str, str], float]
     market: MarketMoves | None = None
-    """How segment prices move over time and the MMR follows; ``None``: they never move."""
+    """How segment prices move and the MMR follows (the ``market_moves`` scenario)."""
 
     @property
     def n_models(self) -> int:
@@ -480,14 +479,10 @@ def _draw_cars(cal: Calibration, rng: np.random.Generator, listed_year: np.ndarr
 
 
 def _draw_prices(
-    cal: Calibration,
-    rng: np.random.Generator,
-    cars: _Cars,
-    moves: tuple[np.ndarray, np.ndarray] = (np.zeros(1), np.zeros(1)),
+    cal: Calibration, rng: np.random.Generator, cars: _Cars
 ) -> tuple[np.ndarray, np.ndarray]:
     """MMR and sale price: the car's log-price level plus what the market knows (``u``,
-    shared by both) and, for the sale, the luck of the auction; ``moves`` are how far the
-    market has moved the sale price and the MMR (log, per row; see :func:`_market_moves`)."""
+    shared by both) and, for the sale, the luck of the auction."""
     n = len(cars.model)
     mu = (
         cal.level[cars.model]
@@ -496,40 +491,9 @@ def _draw_prices(
     )
     u = cal.quantile_draw(cal.price_u, rng, n)
     e_sale = cal.quantile_draw(cal.price_e, rng, n)
-    price_move, mmr_move = moves
-    mmr = cal.round_price(np.exp(mu + cal.price.mmr_bias + u + mmr_move), "mmr")
-    price = cal.round_price(
-        np.exp(mu + cal.price.mmr_beta * u + e_sale + price_move), "sellingprice"
-    )
+    mmr = cal.round_price(np.exp(mu + cal.price.mmr_bias + u), "mmr")
+    price = cal.round_price(np.exp(mu + cal.price.mmr_beta * u + e_sale), "sellingprice")
     return mmr, price
-
-
-def market_rng(seed: int) -> np.random.Generator:
-    """The market's own random stream, apart from the rows' draws: switching the
-    movements off changes the prices and nothing else."""
-    return np.random.default_rng(np.random.SeedSequence([seed, zlib.crc32(b"market")]))
-
-
-def _market_moves(
-    cal: Calibration, seed: int, cars: _Cars, day: np.ndarray, days: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Log moves of each row's sale price and MMR: the sums of its segments' (the whole
-    market, its body style, its make) paths on its listing day (``day``: 0 = the first)."""
-    if cal.market is None or len(day) == 0:
-        return np.zeros(len(day)), np.zeros(len(day))
-    body_names = pd.Series(cal.bodies.values, dtype=object).astype(str).str.lower()
-    body_codes, bodies = pd.factorize(body_names)
-    make_codes, makes = pd.factorize(pd.Series(cal.make, dtype=object).astype(str).str.lower())
-    sd = cal.market.daily_sd
-    steps = np.concatenate(
-        [[sd["all"]], np.full(len(bodies), sd["body"]), np.full(len(makes), sd["make"])]
-    )
-    price, mmr = cal.market.paths(market_rng(seed), days, len(steps), steps)
-    body = 1 + body_codes[cars.body]
-    make = 1 + len(bodies) + make_codes[cars.model]
-    price_move = price[day, 0] + price[day, body] + price[day, make]
-    mmr_move = mmr[day, 0] + mmr[day, body] + mmr[day, make]
-    return price_move, mmr_move
 
 
 def _draw_details(cal: Calibration, rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
@@ -552,15 +516,12 @@ def generate_auctions(
     seed: int = 0,
     scenarios: Sequence[Scenario] = (),
     calibration: Calibration | None = None,
-    market_moves: bool = True,
 ) -> pd.DataFrame:
     """``n`` synthetic auctions listed in ``[start, end)``, as an auction frame.
 
     The same arguments always give the same frame. Scenarios are applied in order,
     each with its own random stream, so rows listed before a scenario's start are
-    exactly those of the frame without it. Segment prices move over time as the
-    calibration's ``market`` says, the MMR following late; with ``market_moves=False``
-    (or a calibration without one) the market is stationary, and only the prices differ.
+    exactly those of the frame without it.
 
     >>> from producers.sources.scenarios import MarketShock
     >>> base = generate_auctions(500, seed=1)
@@ -576,11 +537,7 @@ def generate_auctions(
     # changes every generated frame.
     listed_at = _listing_times(rng, n, first, last, cal.weekday_weights)
     cars = _draw_cars(cal, rng, listed_at.astype("datetime64[Y]").astype(np.int64) + 1970)
-    moves = (np.zeros(n), np.zeros(n))
-    if market_moves:
-        day = (listed_at.astype("datetime64[D]") - first).astype(np.int64)
-        moves = _market_moves(cal, seed, cars, day, int((last - first).astype(np.int64)))
-    mmr, price = _draw_prices(cal, rng, cars, moves)
+    mmr, price = _draw_prices(cal, rng, cars)
     details = _draw_details(cal, rng, n)
     frame = pd.DataFrame(
         {

@@ -16,7 +16,7 @@ import pytest
 
 from gavel.features import TARGET
 from gavel.price_errors import price_metrics
-from producers.sources.scenarios import MarketShock
+from producers.sources.scenarios import MarketDrift, MarketShock
 from producers.sources.synthetic import generate_auctions
 from trainer.market import (
     MarketModel,
@@ -40,12 +40,15 @@ def coverage(model: MarketModel, frame: pd.DataFrame) -> float:
     return float(((y >= priced["low"]) & (y <= priced["high"])).mean())
 
 
-def test_a_frozen_market_model_follows_the_demo_shock() -> None:
+@pytest.mark.parametrize("drift", [False, True], ids=["stationary", "drifting"])
+def test_a_frozen_market_model_follows_the_demo_shock(drift: bool) -> None:
     """SUV prices -25% from 2015-05-01, the MMR does not follow, sales 2 h after listing;
-    the first model, trained until 2015-03-01, is never retrained."""
+    the first model, trained until 2015-03-01, is never retrained. On the demo's
+    stationary market and on one that drifts as calibrated."""
     shock = MarketShock("2015-05-01", {"body": "SUV"}, -0.25)
+    scenarios = [MarketDrift("2015-01-01"), shock] if drift else [shock]
     auctions = generate_auctions(200_000, start="2015-01-01", end="2015-07-01", seed=17,
-                                 scenarios=[shock])  # fmt: skip
+                                 scenarios=scenarios)  # fmt: skip
     auctions = with_market_features(auctions, sale_delay=pd.Timedelta(hours=2))
     model = train_market_model(time_split(auctions, "2015-03-01", test_days=30))
     times = auctions["listed_at"]

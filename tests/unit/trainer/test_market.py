@@ -12,6 +12,7 @@ import pytest
 from gavel.features import TARGET
 from gavel.market import MARKET_FEATURES
 from gavel.price_errors import mape
+from producers.sources.scenarios import MarketDrift
 from producers.sources.synthetic import generate_auctions
 from trainer.intervals import GROUPS, interval_groups
 from trainer.market import (
@@ -34,7 +35,9 @@ SMALL = {"n_estimators": 200, "n_jobs": 1}
 
 @pytest.fixture(scope="module")
 def auctions() -> pd.DataFrame:
-    frame = generate_auctions(12_000, seed=4, start="2015-01-01", end="2015-04-01")
+    drift = MarketDrift("2015-01-01")
+    frame = generate_auctions(12_000, seed=4, start="2015-01-01", end="2015-04-01",
+                              scenarios=[drift])  # fmt: skip
     return with_market_features(frame, sale_delay=pd.Timedelta(hours=2))
 
 
