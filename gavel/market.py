@@ -1,8 +1,8 @@
 """Market memory: what recent sales of a listing's segments say, as of the listing's day.
 
 A listing's market features come from the sales of its segments (every car, its body,
-its make/model, its make/model/year band) strictly before the start of its UTC day,
-over the last :data:`WINDOWS` days. Everything is built from per-(segment, day)
+its make, its make/model, its make/model/year band) strictly before the start of its UTC
+day, over the last :data:`WINDOWS` days. Everything is built from per-(segment, day)
 aggregates of integers (fixed-point sums, counts and the latest sale time), so that
 
 - an online job can update them one sale at a time, idempotently (keyed by auction id);
@@ -14,6 +14,9 @@ The flow, each step a pure function shared by both paths::
 
     sale ──sale_contributions──▶ (segment, day) aggregate ──window_sums──▶ as-of windows
     listing ──segment_keys──▶ its segments' as-of windows ──features_from_windows──▶ features
+
+Offline, :func:`market_features` does all of it for frames, with prefix sums; online,
+:func:`read_market_features` reads a batch's as-of windows with one fetch.
 
 >>> import pandas as pd
 >>> sales = pd.DataFrame({
@@ -112,11 +115,13 @@ MARKET_FEATURES: tuple[str, ...] = _feature_names()
 - ``mkt_{kind}_ratio_{w}d``: their mean clipped log(sellingprice / mmr);
 - ``mkt_{kind}_logp_{w}d``: their mean robust log price (a sale with an mmr counts as
   log(mmr) + its clipped ratio, so a $300 sale of a $15,000 car counts as $9,100);
-- ``mkt_{kind}_days_since``: days from the latest sale (within 30 days) to the listing's day;
-- ``mkt_ratio_hat``: log(price / mmr) of the listing's segment, every → body → make/model
-  → band, each shrunk towards the previous (:data:`RATIO_PRIOR_SALES`);
-- ``mkt_level_hat``: log price of the segment, body → make/model → band
-  (:data:`LEVEL_PRIOR_SALES`).
+- ``mkt_{kind}_days_since``: days from the latest sale (within :data:`LOOKBACK_DAYS`) to
+  the start of the listing's day;
+- ``mkt_ratio_hat``: log(price / mmr) of the listing's segment, along
+  :data:`RATIO_CHAIN`, each level shrunk towards the previous (:data:`RATIO_PRIOR_SALES`),
+  over :data:`RATIO_WINDOWS`;
+- ``mkt_level_hat``: log price of the segment along :data:`LEVEL_CHAIN`
+  (:data:`LEVEL_PRIOR_SALES`), over :data:`LEVEL_WINDOW` days.
 """
 
 _BAND_KEY = 1 << 17  # more days than 1970..2100; offline keys pack (segment, day) in one int
