@@ -14,12 +14,15 @@ The generative story the figures describe (see :mod:`producers.sources.synthetic
     condition  = a + b * age + c * log1p(odo) + e_cond            (clipped to 1..5)
     mu         = model level + trim offset + b_age * age + b_age2 * age**2
                  + b_odo * log1p(odo) + b_cond * condition
-    log(mmr)   = mu + mmr_bias + u
-    log(price) = mu + mmr_beta * u + e_sale
+    log(mmr)   = mu + mmr_bias + u + e(t)
+    log(price) = mu + mmr_beta * u + e_sale + m(t)
 
 ``u`` is what the market (and the MMR) knows about a car beyond the listed
-features; ``e_sale`` is the luck of the auction. ``z_age``, ``z_odo``, ``e_cond``,
-``u`` and ``e_sale`` are drawn from stored quantiles.
+features; ``e_sale`` is the luck of the auction. ``m(t)`` is how the price level of the
+car's segments (the whole market, its body, its make) moved by day t, ``e(t)`` the part
+of it the MMR has caught up with (both zero unless the ``market_moves`` scenario runs;
+:mod:`producers.sources.market_moves`). ``z_age``, ``z_odo``, ``e_cond``, ``u`` and
+``e_sale`` are drawn from stored quantiles.
 
 Regenerate the committed file with::
 
@@ -40,6 +43,7 @@ import pandas as pd
 
 from gavel.features import MISSING_TEXT, TARGET
 from producers.sources.kaggle import clean_kaggle_frame
+from producers.sources.market_moves import fit_market_moves
 
 MIN_COUNT = 5
 # Thresholds above MIN_COUNT keep the file small and the per-age figures steady.
@@ -357,6 +361,7 @@ def build_calibration(csv_path: str | Path) -> dict[str, Any]:
         "interior": _counts(clean["interior"]),
         "seller": _counts(clean["seller"], top=MAX_SELLERS),
         "weekday": {WEEKDAYS[int(k)]: v for k, v in _counts(weekday.astype(str)).items()},
+        "market": fit_market_moves(clean),
     }
 
 

@@ -7,6 +7,8 @@ its name and how many scenarios of that name came before it), so adding one
 scenario does not change the draws of another.
 
 - :class:`MarketShock`: a segment's sale prices move; the MMR lags and does not.
+- :class:`MarketDrift`: segment price levels wander as on real auctions; the MMR follows
+  late (calibrated: :mod:`producers.sources.market_moves`).
 - :class:`MixShift`: older, higher-mileage cars; the price function is unchanged.
 - :class:`NewModels`: makes and models never seen in calibration appear.
 
@@ -148,6 +150,61 @@ class MarketShock(Scenario):
         price[rows] *= 1.0 + self.price_change
         out["sellingprice"] = price
         return out
+
+
+@dataclass(frozen=True)
+class MarketDrift(Scenario):
+    """From ``start`` the price levels of the whole market, of each body style and of each
+    make wander (random walks in calendar days) and the MMR follows them late, with the
+    sizes the calibration measured on real auctions (``calibration.json``, ``market``),
+    times ``scale``. Sale prices and MMRs move; nothing else does.
+
+    >>> MarketDrift("2015-01-01").spec
+    'market_moves:start=2015-01-01,scale=1'
+    """
+
+    name: ClassVar[str] = "market_moves"
+
+    scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "scale", float(self.scale))
+        if not self.scale >= 0:
+            raise ScenarioError(f"market_moves: scale must be >= 0, got {self.scale}")
+
+    def apply(
+        self, frame: pd.DataFrame, rng: np.random.Generator, calibration: Calibration
+    ) -> pd.DataFrame:
+        from producers.sources.market_moves import segment_drift
+
+        rows = self.affected(frame)
+        out = frame.copy(deep=False)
+        if not rows.any() or calibration.market is None:
+            return out
+        assert isinstance(self.start, pd.Timestamp)  # __post_init__ made it one
+        day = (frame["listed_at"][rows] - self.start.normalize()) // pd.Timedelta(days=1)
+        segments = {
+            "body": (_lower(frame["body"][rows]), _known(calibration.bodies.values)),
+            "make": (_lower(frame["make"][rows]), _known(calibration.make)),
+        }
+        price_move, mmr_move = segment_drift(
+            calibration.market, rng, day.to_numpy(dtype=np.int64), segments, self.scale
+        )
+        for column, move in (("sellingprice", price_move), ("mmr", mmr_move)):
+            values = frame[column].to_numpy(dtype=float, copy=True)
+            values[rows] = calibration.round_price(values[rows] * np.exp(move), column)
+            out[column] = values
+        return out
+
+
+def _lower(values: pd.Series) -> list[str | None]:
+    return [v.strip().lower() if isinstance(v, str) else None for v in values.tolist()]
+
+
+def _known(values: np.ndarray) -> list[str]:
+    """The distinct values of a calibration table, lower case, in their first order."""
+    return list(dict.fromkeys(str(v).strip().lower() for v in values if isinstance(v, str)))
 
 
 @dataclass(frozen=True)
@@ -306,7 +363,9 @@ def _scale_prices(
         frame[column] = values
 
 
-SCENARIOS: dict[str, type[Scenario]] = {cls.name: cls for cls in (MarketShock, MixShift, NewModels)}
+SCENARIOS: dict[str, type[Scenario]] = {
+    cls.name: cls for cls in (MarketShock, MarketDrift, MixShift, NewModels)
+}
 
 
 def scenario_rng(seed: int, name: str, occurrence: int = 0) -> np.random.Generator:
@@ -353,6 +412,7 @@ def parse_scenario(text: str) -> Scenario:
     ========================  =====================================================
     ``market_shock``          ``start``, ``segment=COLUMN=VALUE`` (repeatable; rows
                               must match all), ``change`` (or ``price_change``)
+    ``market_moves``          ``start``, ``scale``
     ``mix_shift``             ``start``, ``older_years``, ``extra_miles``
     ``new_models``            ``start``, ``share``
     ========================  =====================================================

@@ -33,6 +33,7 @@ import pandas as pd
 from gavel.schemas import MAX_CONDITION, MAX_ODOMETER, MIN_CONDITION, MIN_MODEL_YEAR
 from gavel.times import as_utc_timestamp
 from producers.sources.frame import RECORD_COLUMNS, check_auction_frame
+from producers.sources.market_moves import MarketMoves
 from producers.sources.scenarios import Scenario, apply_scenarios
 
 CALIBRATION_PATH = Path(__file__).with_name("calibration.json")
@@ -176,6 +177,8 @@ class Calibration:
     make_levels: Mapping[str, float]
     model_levels: Mapping[tuple[str, str], float]
     trim_offsets: Mapping[tuple[str, str, str], float]
+    market: MarketMoves | None = None
+    """How segment prices move and the MMR follows (the ``market_moves`` scenario)."""
 
     @property
     def n_models(self) -> int:
@@ -224,6 +227,7 @@ class Calibration:
             make_levels=make_levels,
             model_levels=model_levels,
             trim_offsets=trim_offsets,
+            market=MarketMoves.from_dict(data["market"]) if "market" in data else None,
         )
 
     @classmethod

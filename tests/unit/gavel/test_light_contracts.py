@@ -6,7 +6,14 @@ from __future__ import annotations
 import subprocess
 import sys
 
-CONTRACTS = ["gavel.schemas", "gavel.settings", "gavel.topics", "gavel.features", "gavel.times"]
+CONTRACTS = [
+    "gavel.schemas",
+    "gavel.settings",
+    "gavel.topics",
+    "gavel.features",
+    "gavel.times",
+    "gavel.market",
+]
 HEAVY = ["mlflow", "confluent_kafka", "faust", "evidently", "xgboost", "sklearn", "redis", "shell"]
 
 

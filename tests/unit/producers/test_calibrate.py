@@ -164,6 +164,11 @@ def test_build_calibration_on_a_tiny_csv(tiny: dict[str, Any]) -> None:
     assert list(tiny["odometer"]["by_age"]) == [str(age) for age in range(7)]
     assert all(count >= MIN_COUNT for _, count in _category_counts(tiny))
     assert len(tiny["quantile_probs"]) == len(price["u_quantiles"])
+    # Two months of sales: one month-to-month change per segment, all aggregates.
+    market = tiny["market"]
+    assert market["monthly_changes_seen"]["all"] == 1
+    assert set(market["daily_sd"]) == {"all", "body", "make"}
+    assert all(sd >= 0 for sd in market["daily_sd"].values())
 
 
 def test_a_make_without_a_fittable_row_is_left_out(tmp_path: Path) -> None:
@@ -230,3 +235,9 @@ def test_calibration_of_the_real_sample() -> None:
     }
     for key in ("age", "age2", "log_odometer", "condition", "mmr_beta"):
         assert built["price"][key] == pytest.approx(committed["price"][key], abs=1e-4)
+    assert built["market"] == committed["market"]
+    # Segment ratios to mmr move by a few percent a month, and the MMR lags the market.
+    market = built["market"]
+    assert 1e-4 < market["monthly_change_var"]["all"] < 1e-2
+    assert market["monthly_changes_seen"]["body"] >= 20
+    assert 0.9 <= market["follow_per_day"] < 1.0

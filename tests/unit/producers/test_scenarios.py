@@ -10,6 +10,7 @@ from gavel.schemas import Listing
 from producers.sources.scenarios import (
     NEW_MODELS,
     SCENARIOS,
+    MarketDrift,
     MarketShock,
     MixShift,
     NewModels,
@@ -54,7 +55,8 @@ def _assert_rows_before_start_identical(base: pd.DataFrame, changed: pd.DataFram
 
 
 def test_registry_names() -> None:
-    assert set(SCENARIOS) == {"market_shock", "mix_shift", "new_models"}
+    # market_moves: issue 12, calibrated segment drifts (tests in test_market_moves.py)
+    assert set(SCENARIOS) == {"market_shock", "market_moves", "mix_shift", "new_models"}
     assert SCENARIOS["mix_shift"] is MixShift
 
 
@@ -208,7 +210,12 @@ def test_new_models_rejects_a_bad_share() -> None:
 def test_scenarios_compose_and_keep_their_own_draws(base: pd.DataFrame) -> None:
     mix = MixShift(START)
     alone = _with(mix)
-    composed = _with(MarketShock("2015-05-01", {"body": "Sedan"}), mix, NewModels("2015-06-01"))
+    composed = _with(
+        MarketDrift(START),
+        MarketShock("2015-05-01", {"body": "Sedan"}),
+        mix,
+        NewModels("2015-06-01"),
+    )
     _assert_rows_before_start_identical(base, composed)
     assert composed["year"].equals(alone["year"])
     assert composed["odometer"].equals(alone["odometer"])
@@ -230,7 +237,7 @@ def test_repeated_scenarios_get_different_streams(calibration: Calibration) -> N
 
 def test_apply_leaves_the_input_alone(base: pd.DataFrame, calibration: Calibration) -> None:
     copy = base.copy()
-    for scenario in (MarketShock(START), MixShift(START), NewModels(START)):
+    for scenario in (MarketShock(START), MarketDrift(START), MixShift(START), NewModels(START)):
         scenario.apply(base, np.random.default_rng(0), calibration)
     pd.testing.assert_frame_equal(base, copy)
 
@@ -256,6 +263,8 @@ def test_apply_leaves_the_input_alone(base: pd.DataFrame, calibration: Calibrati
             MixShift(pd.Timestamp("2015-03-01 12:30", tz="UTC"), older_years=2.5, extra_miles=0),
         ),
         ("new_models:start=2015-03-01,share=0.1", NewModels("2015-03-01", share=0.1)),
+        ("market_moves:start=2015-01-01", MarketDrift("2015-01-01")),
+        ("market-moves:start=2015-01-01,scale=0.5", MarketDrift("2015-01-01", scale=0.5)),
     ],
 )
 def test_parse_scenario_accepts_the_grammar(text: str, expected: Scenario) -> None:
