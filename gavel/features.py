@@ -21,7 +21,9 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from gavel.market import MARKET_FEATURES, reference_log_price
 from gavel.schemas import LISTING_FIELDS, Listing
+from gavel.text import MISSING_TEXT as MISSING_TEXT  # re-exported: the loaders read it here
 
 CATEGORICAL_FEATURES: tuple[str, ...] = (
     "make",
@@ -56,14 +58,12 @@ def listings_frame(listings: Iterable[Listing]) -> pd.DataFrame:
     return pd.DataFrame.from_records(rows, columns=list(LISTING_FIELDS))
 
 
-MISSING_TEXT: frozenset[str] = frozenset({"", "\u2014", "\u2013", "-", "nan", "none", "null"})
-"""Text that means "unknown" once stripped and lower-cased: nothing, a dash (em dash, en
-dash or hyphen) or a spelled-out missing value. Loaders and the model read it alike.
-
->>> sorted(value for value in (" — ", "None", "Ford") if value.strip().lower() in MISSING_TEXT)
-[' — ', 'None']
-"""
-
+REFERENCE = "mkt_reference"
+"""The market's reference log price of a listing (:func:`gavel.market.reference_log_price`
+of its mmr and its market features), derived with the other features."""
+MARKET_COLUMNS: tuple[str, ...] = (*MARKET_FEATURES, REFERENCE)
+"""The market columns :func:`derive_columns` passes on after :data:`MODEL_FEATURES`: the
+market features a listing was given (NaN when it has none), and :data:`REFERENCE`."""
 
 DERIVED_NUMERIC: tuple[str, ...] = ("age", "miles_per_year")
 """Numeric features computed from other columns; every other numeric feature is a raw column."""
@@ -93,8 +93,10 @@ def derive_columns(raw: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
 
     ``raw`` holds :data:`LISTED_YEAR` and ``year`` as float arrays, the other raw numeric
     columns (:data:`RAW_NUMERIC`) as float arrays with NaN for missing, and the text
-    columns (:data:`CATEGORICAL_FEATURES`) as object arrays; a column that is absent is
-    missing in every row. The result has the columns of :data:`MODEL_FEATURES`, in that
+    columns (:data:`CATEGORICAL_FEATURES`) as object arrays, and the listing's market
+    features (:data:`gavel.market.MARKET_FEATURES`, from the online store or the offline
+    as-of join) as float arrays; a column that is absent is missing in every row. The
+    result has the columns of :data:`MODEL_FEATURES` then :data:`MARKET_COLUMNS`, in that
     order: object arrays of normalised text (NaN when unknown), and float64 numbers.
     :func:`derive_features` (inside every trained pipeline) and the compiled scorer of the
     worker (``stream_app.scorer``) both call it, so a feature added here reaches both.
@@ -124,7 +126,15 @@ def derive_columns(raw: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     derived = {"age": age, "miles_per_year": numbers["odometer"] / np.maximum(age, 0.5)}
     for column in NUMERIC_FEATURES:
         out[column] = derived[column] if column in derived else numbers[column]
-    return {column: out[column] for column in MODEL_FEATURES}
+    ordered = {column: out[column] for column in MODEL_FEATURES}
+    for column in MARKET_FEATURES:
+        ordered[column] = (
+            np.asarray(raw[column], dtype=float) if column in raw else np.full(rows, np.nan)
+        )
+    ordered[REFERENCE] = reference_log_price(
+        numbers["mmr"], ordered["mkt_ratio_hat"], ordered["mkt_level_hat"]
+    )
+    return ordered
 
 
 def _float_column(values: pd.Series) -> np.ndarray:
@@ -149,6 +159,9 @@ def derive_features(raw: pd.DataFrame) -> pd.DataFrame:
     for column in CATEGORICAL_FEATURES:
         if column in raw:
             columns[column] = raw[column].to_numpy(dtype=object)
+    for column in MARKET_FEATURES:
+        if column in raw:
+            columns[column] = _float_column(raw[column])
     return pd.DataFrame(derive_columns(columns), index=raw.index)
 
 

@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from gavel.features import MISSING_TEXT
+from gavel.text import MISSING_TEXT
 
 SEGMENT_KINDS: tuple[str, ...] = ("all", "body", "make", "mm", "mmy")
 """Every car; its body style; its make; its make/model; its make/model/model-year band."""

@@ -13,7 +13,7 @@ before the hammer falls; the sale price arrives later as a ``Sale``.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -156,10 +156,34 @@ class Sale(_Event):
     sellingprice: float = Field(gt=0)
 
 
+class MarketUsed(BaseModel):
+    """The market memory a price used: the recent-sale features the model read, and how
+    fresh they were (:mod:`gavel.market`)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    source: Literal["store", "unavailable"] = Field(
+        description="'store': read from the online store; 'unavailable': the store did not "
+        "answer, so the price was made without market features (all missing)."
+    )
+    as_of: date | None = Field(
+        None, description="The day the features are as of: sales strictly before it count."
+    )
+    stale_days: int | None = Field(
+        None, description="Days between the listing's day and ``as_of`` (0: up to date)."
+    )
+    features: dict[str, float | None] = Field(
+        default_factory=dict,
+        description="The market features the model reads, by name (null: no sale informs it).",
+    )
+
+
 class ScoredPrice(_Event):
     """A priced listing (topic ``prices.scored``, key ``auction_id``).
 
-    It repeats the listing's features so that downstream consumers need no join.
+    It repeats the listing's features so that downstream consumers need no join, and
+    records the market features the price used, which inputs were missing, and the
+    price's interval (when the model has them).
     """
 
     auction_id: str
@@ -175,6 +199,18 @@ class ScoredPrice(_Event):
     model_source: Literal["registry", "cache"] = Field(
         "registry",
         description="'cache': priced by the worker's local copy while the registry was down.",
+    )
+    market: MarketUsed | None = Field(
+        None, description="The market memory used; null for a model that reads none."
+    )
+    missing_inputs: list[str] = Field(
+        default_factory=list,
+        description="Optional listing fields the model reads that this listing lacked.",
+    )
+    price_low: float | None = Field(None, description="Lower bound of the price interval.")
+    price_high: float | None = Field(None, description="Upper bound of the price interval.")
+    interval_level: float | None = Field(
+        None, description="Nominal coverage of [price_low, price_high] (0.8: 80%)."
     )
 
 

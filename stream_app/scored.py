@@ -86,6 +86,11 @@ def scored_json(
             # A validated listing's __dict__ is its fields, in order, as validated.
             "features": listing.__dict__,
             "model_source": shared.model_source,
+            "market": None,
+            "missing_inputs": [],
+            "price_low": None,
+            "price_high": None,
+            "interval_level": None,
         },
         option=orjson.OPT_UTC_Z,
     )

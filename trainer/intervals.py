@@ -25,8 +25,9 @@ import numpy as np
 import pandas as pd
 
 from gavel.features import TARGET
+from shell.price_model import INTERVAL_GROUPS, interval_bounds, interval_group
 
-GROUPS: tuple[str, ...] = ("mmr", "mmr_no_condition", "no_mmr", "no_mmr_no_condition")
+GROUPS: tuple[str, ...] = INTERVAL_GROUPS
 DEFAULT_LEVEL = 0.8
 
 
@@ -36,10 +37,10 @@ def interval_groups(frame: pd.DataFrame) -> np.ndarray:
     >>> interval_groups(pd.DataFrame({"mmr": [9000.0, None], "condition": [None, 3.5]})).tolist()
     ['mmr_no_condition', 'no_mmr']
     """
-    mmr = np.where(pd.to_numeric(frame["mmr"]).notna(), "mmr", "no_mmr").astype(str)
-    condition = np.where(pd.to_numeric(frame["condition"]).notna(), "", "_no_condition")
-    groups: np.ndarray = np.char.add(mmr, condition.astype(str)).astype(object)
-    return groups
+    return interval_group(
+        pd.to_numeric(frame["mmr"]).notna().to_numpy(),
+        pd.to_numeric(frame["condition"]).notna().to_numpy(),
+    )
 
 
 @dataclass(frozen=True)
@@ -72,13 +73,7 @@ class ConformalIntervals:
 
     def bounds(self, log_price: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Lower and upper prices; NaN for a group that was never calibrated."""
-        groups = np.asarray(groups, object)
-        low = np.full(len(groups), np.nan)
-        high = np.full(len(groups), np.nan)
-        for name, (q_low, q_high) in self.quantiles.items():
-            rows = groups == name
-            low[rows], high[rows] = q_low, q_high
-        return np.exp(np.asarray(log_price) + low), np.exp(np.asarray(log_price) + high)
+        return interval_bounds(self.to_json(), log_price, groups)
 
     def to_json(self) -> dict[str, Any]:
         """What the worker needs (and a version tag can carry): level, quantiles, counts."""

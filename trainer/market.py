@@ -32,20 +32,25 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OrdinalEncoder
-from xgboost import XGBRegressor
 
-from gavel.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES, TARGET, derive_features
-from gavel.market import MARKET_FEATURES, market_features, reference_log_price
+from gavel.features import (
+    CATEGORICAL_FEATURES,
+    NUMERIC_FEATURES,
+    REFERENCE,
+    TARGET,
+    derive_features,
+)
+from gavel.market import MARKET_FEATURES, market_features
+from shell.price_model import REGIMES as REGIMES
+from shell.price_model import MarketPriceRegressor as MarketPriceRegressor
+from shell.price_model import interval_bounds
 from trainer.intervals import DEFAULT_LEVEL, ConformalIntervals, calibrate, interval_groups
 from trainer.pipeline import CONTINUE_DEFAULTS, XGB_DEFAULTS, FittedModel
 from trainer.split import TimeSplit
 
-REFERENCE = "mkt_reference"
-"""The reference log price, computed in the feature step from the mmr and the market."""
 MODEL_MARKET_INPUTS: tuple[str, ...] = (
     REFERENCE,
     "mkt_level_hat",
@@ -63,35 +68,6 @@ MARKET_XGB_PARAMS: dict[str, Any] = {"max_depth": 7}
 """Changes to :data:`trainer.pipeline.XGB_DEFAULTS` for this model. Deeper trees: without
 an mmr the model needs more interactions (a search of 8 settings, chosen on the validation
 period of the Kaggle sample; the synthetic data were indifferent)."""
-
-
-def derive_market_features(raw: pd.DataFrame) -> pd.DataFrame:
-    """:func:`gavel.features.derive_features`, plus the market features as numeric columns
-    (NaN when the frame has none) and the reference price.
-
-    This is what ``derive_features`` itself should do once market features are part of
-    the contract (see the report of issue 12).
-
-    >>> raw = pd.DataFrame({"listed_at": [pd.Timestamp("2015-01-05", tz="UTC")],
-    ...     "year": [2012], "make": ["Ford"], "model": ["Fusion"], "mmr": [10_000.0],
-    ...     "mkt_ratio_hat": [-0.1]})
-    >>> out = derive_market_features(raw)
-    >>> round(float(np.exp(out.loc[0, REFERENCE]))), bool(np.isnan(out.loc[0, "mkt_mm_n_7d"]))
-    (9048, True)
-    """
-    out = derive_features(raw)
-    market = {
-        column: (
-            pd.to_numeric(raw[column], errors="coerce").to_numpy(dtype=float)
-            if column in raw
-            else np.full(len(raw), np.nan)
-        )
-        for column in MARKET_FEATURES
-    }
-    market[REFERENCE] = reference_log_price(
-        out["mmr"].to_numpy(), market["mkt_ratio_hat"], market["mkt_level_hat"]
-    )
-    return pd.concat([out, pd.DataFrame(market, index=out.index)], axis=1)
 
 
 def with_market_features(
@@ -142,114 +118,6 @@ def augment_missing(
     return pd.concat(copies, ignore_index=True), pd.concat([y, y], ignore_index=True)
 
 
-REGIMES: tuple[str, ...] = ("mmr", "no_mmr")
-
-
-class MarketPriceRegressor(RegressorMixin, BaseEstimator):  # type: ignore[misc]  # sklearn is untyped
-    """Two XGBoost models on log(price) - reference, one for listings with an mmr and one
-    for those without, on encoded inputs; predicts dollars.
-
-    ``reference_column`` is the position of the reference log price among the inputs: the
-    offset, not a tree input (see :data:`MODEL_MARKET_INPUTS`); ``mmr_column`` that of the
-    mmr, which picks the model. A row without a reference (no mmr and no recent sale in its
-    segments) gets the training mean log price. One model for both regimes prices worse in
-    both (Kaggle sample, validation period: MAPE 16.8% vs 16.2% with mmr, 23.3% vs 21.4%
-    without). ``intervals_``, once set, are the model's conformal intervals.
-    """
-
-    def __init__(
-        self,
-        reference_column: int = -1,
-        mmr_column: int = -1,
-        params: Mapping[str, Any] | None = None,
-    ):
-        self.reference_column = reference_column
-        self.mmr_column = mmr_column
-        self.params = params
-
-    def offset(self, x: np.ndarray) -> np.ndarray:
-        reference = np.asarray(x[:, self.reference_column], dtype=float)
-        offset: np.ndarray = np.where(np.isfinite(reference), reference, self.fallback_)
-        return offset
-
-    def tree_inputs(self, x: np.ndarray) -> np.ndarray:
-        inputs: np.ndarray = np.delete(x, self.reference_column, axis=1)
-        return inputs
-
-    def regime(self, x: np.ndarray) -> np.ndarray:
-        """Each row's model: ``mmr`` or ``no_mmr``."""
-        mmr = np.asarray(x[:, self.mmr_column], dtype=float)
-        regime: np.ndarray = np.where(np.isfinite(mmr) & (mmr > 0), "mmr", "no_mmr")
-        return regime
-
-    def fit(
-        self,
-        x: np.ndarray,
-        y: np.ndarray,
-        eval_set: Sequence[tuple[np.ndarray, np.ndarray]] = (),
-        base: MarketPriceRegressor | None = None,
-    ) -> MarketPriceRegressor:
-        """Fit on prices ``y``, early-stopping each model on its rows of ``eval_set``.
-        With ``base``, continue its boosters (without the rounds early stopping rejected),
-        with its offsets: they must not change under its trees."""
-        log_y = np.log(np.asarray(y, dtype=float))
-        self.fallback_: float = float(log_y.mean()) if base is None else base.fallback_
-        rows = self.regime(x)
-        evals = [(xv, np.log(np.asarray(yv, float)), self.regime(xv)) for xv, yv in eval_set]
-        self.regressors_: dict[str, XGBRegressor] = {}
-        for name in REGIMES:
-            mine = rows == name
-            if not mine.any():
-                continue
-            booster = None if base is None else base.booster(name)
-            model = XGBRegressor(**{**XGB_DEFAULTS, **(self.params or {})})
-            model.fit(
-                self.tree_inputs(x[mine]),
-                log_y[mine] - self.offset(x[mine]),
-                eval_set=[
-                    (self.tree_inputs(xv[r == name]), ly[r == name] - self.offset(xv[r == name]))
-                    for xv, ly, r in evals
-                    if (r == name).any()
-                ]
-                or None,
-                xgb_model=booster,
-                verbose=False,
-            )
-            self.regressors_[name] = model
-        if not self.regressors_:
-            raise ValueError("no training rows")
-        return self
-
-    def booster(self, name: str) -> Any:
-        """The booster of regime ``name`` up to its best round (None if it has none)."""
-        model = self.regressors_.get(name)
-        if model is None:
-            return None
-        booster = model.get_booster()
-        best = getattr(model, "best_iteration", None)
-        return booster if best is None else booster[: best + 1]
-
-    def predict_log(self, x: np.ndarray) -> np.ndarray:
-        log_price = self.offset(x)
-        rows = self.regime(x)
-        trees = self.tree_inputs(x)
-        for name in REGIMES:
-            mine = rows == name
-            if mine.any():
-                # A regime never trained on (a training set without any mmr) uses the other.
-                model = self.regressors_.get(name) or next(iter(self.regressors_.values()))
-                log_price[mine] += model.predict(trees[mine])
-        return log_price
-
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        price: np.ndarray = np.exp(self.predict_log(x))
-        return price
-
-    @property
-    def best_iterations(self) -> dict[str, int]:
-        return {name: int(m.best_iteration) for name, m in self.regressors_.items()}
-
-
 def _encoder(market_inputs: Sequence[str]) -> ColumnTransformer:
     return ColumnTransformer(
         [
@@ -282,8 +150,8 @@ def fit_market_xgboost(
     market features), early-stopped on ``validation``."""
     if REFERENCE not in inputs:
         raise ValueError(f"the model's inputs must include {REFERENCE!r}, its offset")
-    params = {**MARKET_XGB_PARAMS, **(params or {})}
-    features = FunctionTransformer(derive_market_features)
+    params = {**XGB_DEFAULTS, **MARKET_XGB_PARAMS, **(params or {})}
+    features = FunctionTransformer(derive_features)
     encode = _encoder(inputs)
     x_train = encode.fit_transform(features.fit_transform(train))
     x_validation = encode.transform(features.transform(validation))
@@ -291,7 +159,7 @@ def fit_market_xgboost(
     model = MarketPriceRegressor(names.index(REFERENCE), names.index("mmr"), params)
     model.fit(x_train, y_train.to_numpy(), eval_set=[(x_validation, y_validation.to_numpy())])
     pipeline = Pipeline([("features", features), ("encode", encode), ("model", model)])
-    fitted = {**XGB_DEFAULTS, **params, "best_iteration": model.best_iterations}
+    fitted = {**params, "best_iteration": model.best_iterations}
     return FittedModel("xgboost-market", pipeline, fitted)
 
 
@@ -322,7 +190,6 @@ def continue_market_xgboost(
     )
     pipeline = Pipeline([("features", features), ("encode", encode), ("model", continued)])
     fitted = {
-        **XGB_DEFAULTS,
         **params,
         "best_iteration": continued.best_iterations,
         "base_rounds": {n: int(model.booster(n).num_boosted_rounds()) for n in model.regressors_},
@@ -342,8 +209,8 @@ def price_with_interval(pipeline: Pipeline, frame: pd.DataFrame) -> pd.DataFrame
     """Price and interval (columns ``price``, ``low``, ``high``) of each listing, from a
     market pipeline whose model step carries ``intervals_``."""
     log_price = predict_log(pipeline, frame)
-    intervals: ConformalIntervals = dict(pipeline.steps)["model"].intervals_
-    low, high = intervals.bounds(log_price, interval_groups(frame))
+    table = dict(pipeline.steps)["model"].intervals_
+    low, high = interval_bounds(table, log_price, interval_groups(frame))
     return pd.DataFrame({"price": np.exp(log_price), "low": low, "high": high}, index=frame.index)
 
 
@@ -386,5 +253,6 @@ def train_market_model(
     if fitted is None:
         fitted = fit_market_xgboost(*frames, params)
     intervals = calibrate(lambda f: predict_log(fitted.pipeline, f), split.validation, level)
-    dict(fitted.pipeline.steps)["model"].intervals_ = intervals
+    # A plain table, so that the worker needs no trainer class to read it.
+    dict(fitted.pipeline.steps)["model"].intervals_ = intervals.to_json()
     return MarketModel(fitted, intervals)

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from gavel.features import (
     CATEGORICAL_FEATURES,
     LISTED_YEAR,
+    MARKET_COLUMNS,
     MODEL_FEATURES,
     NUMERIC_FEATURES,
     TARGET,
@@ -107,7 +108,7 @@ def test_naive_and_string_timestamps_are_read_as_utc() -> None:
 
 def test_tolerates_missing_columns() -> None:
     out = derive_features(raw_frame())
-    assert list(out.columns) == list(MODEL_FEATURES)
+    assert list(out.columns) == [*MODEL_FEATURES, *MARKET_COLUMNS]
     assert len(out) == 1
     for column in CATEGORICAL_FEATURES:
         assert is_nan(out.loc[0, column]), column
@@ -142,7 +143,7 @@ def test_column_order_and_index_preserved() -> None:
     raw.index = pd.Index([10, 7])
     raw = raw[["odometer", "make", "listed_at", "year"]]
     out = derive_features(raw)
-    assert list(out.columns) == list(MODEL_FEATURES)
+    assert list(out.columns) == [*MODEL_FEATURES, *MARKET_COLUMNS]
     assert list(out.index) == [10, 7]
     assert out.loc[7, "make"] == "kia"
 
@@ -255,7 +256,18 @@ def test_listing_columns_keep_missing_values_missing() -> None:
 
 def test_derive_columns_makes_every_model_feature_even_from_nothing() -> None:
     out = derive_columns({LISTED_YEAR: np.array([2015.0]), "year": np.array([2013.0])})
-    assert list(out) == list(MODEL_FEATURES)
+    assert list(out) == [*MODEL_FEATURES, *MARKET_COLUMNS]
     assert out["age"].tolist() == [2.0]
     assert all(is_nan(out[column][0]) for column in CATEGORICAL_FEATURES)
     assert np.isnan(out["miles_per_year"][0])
+
+
+def test_market_features_pass_through_and_give_the_reference_price() -> None:
+    raw = raw_frame(make=["Ford", "Kia"], odometer=[1.0, 2.0]).assign(
+        mmr=[10_000.0, np.nan], mkt_ratio_hat=[-0.1, -0.1], mkt_level_hat=[9.0, 9.2]
+    )
+    out = derive_features(raw)
+    assert np.isnan(out["mkt_mm_n_7d"]).all()  # not given: missing, never zero
+    assert out["mkt_ratio_hat"].tolist() == [-0.1, -0.1]
+    # With an mmr: the mmr moved by the segment's ratio; without: the segment's level.
+    assert np.allclose(out["mkt_reference"], [np.log(10_000.0) - 0.1, 9.2])

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gavel.features import TARGET
+from gavel.features import TARGET, derive_features
 from gavel.market import MARKET_FEATURES
 from gavel.price_errors import mape
 from producers.sources.scenarios import MarketDrift
@@ -20,7 +20,6 @@ from trainer.market import (
     MarketModel,
     MarketPriceRegressor,
     continue_market_xgboost,
-    derive_market_features,
     fit_market_xgboost,
     predict_log,
     price_with_interval,
@@ -51,10 +50,10 @@ def listings(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def test_market_features_reach_the_model_as_numeric_columns(auctions: pd.DataFrame) -> None:
-    derived = derive_market_features(listings(auctions.head(50)))
+    derived = derive_features(listings(auctions.head(50)))
     assert set(MARKET_FEATURES) <= set(derived.columns)
     assert derived[REFERENCE].notna().all()
-    bare = derive_market_features(listings(auctions.head(5)).drop(columns=list(MARKET_FEATURES)))
+    bare = derive_features(listings(auctions.head(5)).drop(columns=list(MARKET_FEATURES)))
     assert bare[list(MARKET_FEATURES)].isna().all(axis=None)
 
 
