@@ -58,6 +58,13 @@ def listings_frame(listings: Iterable[Listing]) -> pd.DataFrame:
     return pd.DataFrame.from_records(rows, columns=list(LISTING_FIELDS))
 
 
+OPTIONAL_INPUTS: tuple[str, ...] = tuple(
+    name
+    for name in LISTING_FIELDS
+    if name in (*CATEGORICAL_FEATURES, *NUMERIC_FEATURES) and name not in ("year", "make", "model")
+)
+"""The listing fields the model reads that a listing may lack (outputs name the missing)."""
+
 REFERENCE = "mkt_reference"
 """The market's reference log price of a listing (:func:`gavel.market.reference_log_price`
 of its mmr and its market features), derived with the other features."""

@@ -26,13 +26,16 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Protocol
 
 import numpy as np
 
+from gavel.features import OPTIONAL_INPUTS
 from gavel.schemas import DeadLetter, DeadLetterReason, Listing, utc_now
-from stream_app.scored import BatchFields, scored_json
+from stream_app.market_reader import BatchMarket, MarketReader
+from stream_app.scored import BatchFields, Extras, scored_json
+from stream_app.scorer import Priced
 from stream_app.validation import Invalid, parse_listing
 
 log = logging.getLogger(__name__)
@@ -42,6 +45,9 @@ DEFAULT_DEADLETTER_PAYLOAD_BYTES = 8192
 
 
 class BatchModel(Protocol):
+    """What scoring needs of a model. One that also has ``price(listings, market)`` (a
+    :class:`stream_app.model.LoadedModel`) gives intervals and reads market features."""
+
     @property
     def name(self) -> str: ...
 
@@ -52,6 +58,15 @@ class BatchModel(Protocol):
     def source(self) -> str: ...
 
     def predict(self, listings: Sequence[Listing]) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class PricedRow:
+    """One listing's price and interval (None when the model has none)."""
+
+    price: float
+    low: float | None = None
+    high: float | None = None
 
 
 @dataclass(frozen=True)
@@ -95,6 +110,7 @@ class BatchResult:
     dead_letters: list[Output] = field(default_factory=list)
     reasons: Counter[str] = field(default_factory=Counter)
     latencies_s: list[float] = field(default_factory=list)
+    market: BatchMarket | None = None  # what the store gave the batch, for the metrics
 
     def reject(self, event: IncomingEvent, invalid: Invalid, limits: Limits) -> None:
         self.dead_letters.append(dead_letter(event, invalid, limits.deadletter_payload_bytes))
@@ -159,40 +175,97 @@ def parse_event(event: IncomingEvent, limits: Limits) -> Listing | Invalid:
         return Invalid(DeadLetterReason.SCHEMA, f"{type(exc).__name__}: {exc}"[:500])
 
 
-def _valid_price(price: float) -> float | Invalid:
-    if not math.isfinite(price) or price <= 0:
-        return Invalid(DeadLetterReason.SCORING_FAILED, f"model returned price {price!r}")
-    return price
+def _price(model: BatchModel, listings: Sequence[Listing], market: BatchMarket) -> Priced:
+    price = getattr(model, "price", None)
+    if price is None:
+        return Priced(np.asarray(model.predict(listings), dtype=float))
+    priced: Priced = price(listings, market.columns)
+    return priced
+
+
+def _rows(priced: Priced, count: int) -> list[PricedRow] | None:
+    """The batch's rows, or None when any price is missing, not finite or not positive."""
+    prices = np.asarray(priced.price, dtype=float)
+    if len(prices) != count or not (np.isfinite(prices).all() and (prices > 0).all()):
+        return None
+    if priced.low is None or priced.high is None:
+        return [PricedRow(price) for price in prices.tolist()]
+    lows = [low if math.isfinite(low) else None for low in np.asarray(priced.low).tolist()]
+    highs = [high if math.isfinite(high) else None for high in np.asarray(priced.high).tolist()]
+    return [PricedRow(*row) for row in zip(prices.tolist(), lows, highs, strict=True)]
 
 
 def predict_isolating_failures(
-    model: BatchModel, listings: Sequence[Listing]
-) -> list[float | Invalid]:
+    model: BatchModel, listings: Sequence[Listing], market: BatchMarket | None = None
+) -> list[PricedRow | Invalid]:
     """Batch prices; if the batch call fails, price row by row so one bad row costs one row."""
     if not listings:
         return []
+    market = market or BatchMarket("off")
     try:
-        prices = np.asarray(model.predict(listings), dtype=float)
-        if len(prices) == len(listings) and np.isfinite(prices).all() and (prices > 0).all():
-            priced: list[float | Invalid] = prices.tolist()
-            return priced
+        rows = _rows(_price(model, listings, market), len(listings))
+        if rows is not None:
+            return list(rows)
     except Exception as exc:
         log.warning("batch of %d failed to score (%s); isolating rows", len(listings), exc)
-    results: list[float | Invalid] = []
-    for listing in listings:
+    results: list[PricedRow | Invalid] = []
+    for index, listing in enumerate(listings):
         try:
-            results.append(_valid_price(float(model.predict([listing])[0])))
+            priced = _price(model, [listing], market.rows([index]))
+            one = _rows(priced, 1)
+            results.append(one[0] if one is not None else _not_a_price(priced.price))
         except Exception as exc:
             results.append(_failure(exc))
     return results
 
 
+def _not_a_price(prices: np.ndarray) -> Invalid:
+    got = np.asarray(prices, dtype=float).reshape(-1).tolist()
+    shown = got[0] if len(got) == 1 else got
+    return Invalid(DeadLetterReason.SCORING_FAILED, f"model returned price {shown!r}"[:500])
+
+
+def market_used(market: BatchMarket, inputs: Sequence[str], index: int) -> dict[str, object] | None:
+    """The ``market`` field of one output: the features the model read and their day."""
+    if not inputs or market.source == "off":
+        return None
+    if market.source == "unavailable" or market.columns is None or market.as_of is None:
+        return {"source": "unavailable", "as_of": None, "stale_days": None, "features": {}}
+    day = int(market.as_of[index])
+    assert market.stale_days is not None
+    return {
+        "source": "store",
+        "as_of": _EPOCH + timedelta(days=day) if day >= 0 else None,
+        "stale_days": int(market.stale_days[index]) if day >= 0 else None,
+        "features": {name: _number(market.columns[name][index]) for name in inputs},
+    }
+
+
+def _number(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None
+
+
+_EPOCH = date(1970, 1, 1)
+
+
+def missing_inputs(listing: Listing) -> list[str]:
+    """The optional fields the model reads that ``listing`` lacks."""
+    fields = listing.__dict__
+    return [name for name in OPTIONAL_INPUTS if fields[name] is None]
+
+
 def score_batch(
-    events: Sequence[IncomingEvent], model: BatchModel, limits: Limits | None = None
+    events: Sequence[IncomingEvent],
+    model: BatchModel,
+    limits: Limits | None = None,
+    market: MarketReader | None = None,
 ) -> BatchResult:
     """Scored prices and dead letters for ``events``: exactly one output per event.
 
-    Never raises for a bad event; an unexpected failure is that event's dead letter.
+    With a ``market`` reader, the valid listings' market features are read from the
+    online store in one round trip and priced with; each output records what was used
+    (:class:`gavel.schemas.MarketUsed`). Never raises for a bad event; an unexpected
+    failure is that event's dead letter, and a store that fails costs only the features.
     """
     limits = limits or Limits()
     result = BatchResult()
@@ -203,7 +276,12 @@ def score_batch(
             result.reject(event, parsed, limits)
         else:
             valid.append((event, parsed))
-    prices = predict_isolating_failures(model, [listing for _, listing in valid])
+    listings = [listing for _, listing in valid]
+    read = market.read(listings) if market is not None and listings else BatchMarket("off")
+    result.market = read
+    inputs: Sequence[str] = getattr(model, "market_inputs", ())
+    prices = predict_isolating_failures(model, listings, read)
+    level = getattr(model, "interval_level", None)
     scored_at = utc_now()
     now_s = scored_at.timestamp()
     shared: BatchFields | Invalid
@@ -214,7 +292,7 @@ def score_batch(
         )
     except Exception as exc:  # then no event of the batch can be written
         shared = _failure(exc)
-    for (event, listing), price in zip(valid, prices, strict=True):
+    for index, ((event, listing), price) in enumerate(zip(valid, prices, strict=True)):
         if isinstance(price, Invalid):
             result.reject(event, price, limits)
             continue
@@ -222,7 +300,16 @@ def score_batch(
             result.reject(event, shared, limits)
             continue
         try:
-            value = scored_json(listing, price, shared, broker_time(event.timestamp_s))
+            extras = Extras(
+                market_used(read, inputs, index),
+                missing_inputs(listing),
+                price.low,
+                price.high,
+                level if price.low is not None else None,
+            )
+            value = scored_json(
+                listing, price.price, shared, broker_time(event.timestamp_s), extras
+            )
         except Exception as exc:
             result.reject(event, _failure(exc), limits)
             continue

@@ -27,7 +27,7 @@ from gavel.schemas import Listing
 from gavel.settings import Settings
 from shell import registry
 from stream_app.model_cache import ModelCache
-from stream_app.scorer import Scorer, compile_scorer
+from stream_app.scorer import MarketColumns, Priced, Scorer, compile_scorer
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +62,27 @@ class LoadedModel:
             scorer = compile_scorer(self.pipeline, f"{self.name} v{self.version}")
             object.__setattr__(self, "scorer", scorer)  # frozen: set once, here
 
-    def predict(self, listings: Sequence[Listing]) -> np.ndarray:
+    def predict(
+        self, listings: Sequence[Listing], market: MarketColumns | None = None
+    ) -> np.ndarray:
         """Prices for a batch, by the compiled scorer (the pipeline's own prices)."""
+        return self.price(listings, market).price
+
+    def price(self, listings: Sequence[Listing], market: MarketColumns | None = None) -> Priced:
+        """Prices and intervals for a batch and its market features (absent: missing)."""
         assert self.scorer is not None  # set by __post_init__
-        return self.scorer.predict(listings)
+        return self.scorer.price(listings, market)
+
+    @property
+    def market_inputs(self) -> tuple[str, ...]:
+        """The market features this version reads (none for a model without market memory)."""
+        assert self.scorer is not None
+        return self.scorer.market_inputs
+
+    @property
+    def interval_level(self) -> float | None:
+        table = getattr(dict(getattr(self.pipeline, "steps", [])).get("model"), "intervals_", None)
+        return float(table["level"]) if table else None
 
 
 class ModelSource(Protocol):

@@ -18,7 +18,7 @@ test holds them equal), at a fraction of the cost.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import orjson
@@ -64,8 +64,30 @@ class BatchFields:
         return cls(check.model_name, check.model_version, check.model_source, check.scored_at)
 
 
+@dataclass(frozen=True)
+class Extras:
+    """What a price adds to its listing: the market used, the missing inputs, the interval.
+
+    ``market`` is the JSON of :class:`gavel.schemas.MarketUsed` (``as_of`` a date), made
+    from what the store returned; bounds are rounded to cents like the price.
+    """
+
+    market: dict[str, object] | None = None
+    missing_inputs: list[str] = field(default_factory=list)
+    price_low: float | None = None
+    price_high: float | None = None
+    interval_level: float | None = None
+
+
+_NONE = Extras()
+
+
 def scored_json(
-    listing: Listing, price: float, shared: BatchFields, ingested_at: datetime | None
+    listing: Listing,
+    price: float,
+    shared: BatchFields,
+    ingested_at: datetime | None,
+    extras: Extras = _NONE,
 ) -> bytes:
     """The JSON ``ScoredPrice`` of ``listing`` priced at ``price`` (rounded to cents).
 
@@ -86,11 +108,15 @@ def scored_json(
             # A validated listing's __dict__ is its fields, in order, as validated.
             "features": listing.__dict__,
             "model_source": shared.model_source,
-            "market": None,
-            "missing_inputs": [],
-            "price_low": None,
-            "price_high": None,
-            "interval_level": None,
+            "market": extras.market,
+            "missing_inputs": extras.missing_inputs,
+            "price_low": _cents(extras.price_low),
+            "price_high": _cents(extras.price_high),
+            "interval_level": extras.interval_level,
         },
         option=orjson.OPT_UTC_Z,
     )
+
+
+def _cents(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 2)

@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -43,7 +43,9 @@ from xgboost import Booster, XGBRegressor
 
 from gavel import features
 from gavel.features import derive_features, listing_columns, listings_frame
+from gavel.market import MARKET_FEATURES
 from gavel.schemas import LISTING_FIELDS, Listing
+from shell.price_model import MarketPriceRegressor, interval_bounds, interval_group
 
 log = logging.getLogger(__name__)
 
@@ -52,17 +54,64 @@ PROBE_RTOL = 1e-6
 abandoned (relative). Measured: they agree to the bit."""
 
 
+MarketColumns = Mapping[str, np.ndarray]
+"""A batch's market features by name (:data:`gavel.market.MARKET_FEATURES`), one value
+per listing; absent names (or no mapping at all) are missing for every listing."""
+
+
+@dataclass(frozen=True)
+class Priced:
+    """A batch's prices and, for a model that has them, their intervals."""
+
+    price: np.ndarray
+    low: np.ndarray | None = None
+    high: np.ndarray | None = None
+    level: float | None = None
+
+
 class Scorer(Protocol):
-    """Prices for a batch of validated listings, in their order."""
+    """Prices for a batch of validated listings (and their market features), in order."""
 
     @property
     def compiled(self) -> bool: ...
 
-    def predict(self, listings: Sequence[Listing]) -> np.ndarray: ...
+    @property
+    def market_inputs(self) -> tuple[str, ...]: ...
+
+    def price(self, listings: Sequence[Listing], market: MarketColumns | None = None) -> Priced: ...
+
+    def predict(
+        self, listings: Sequence[Listing], market: MarketColumns | None = None
+    ) -> np.ndarray: ...
 
 
 class Unsupported(Exception):
     """The pipeline has a part the compiler does not know how to reproduce."""
+
+
+def raw_frame(listings: Sequence[Listing], market: MarketColumns | None) -> pd.DataFrame:
+    """The frame the registered pipeline reads: listing columns and market features."""
+    frame = listings_frame(listings)
+    for name, values in (market or {}).items():
+        frame[name] = np.asarray(values, dtype=float)
+    return frame
+
+
+def market_inputs_of(names: Sequence[str]) -> tuple[str, ...]:
+    """The market features a model reading ``names`` depends on: those it reads, and those
+    its reference price is derived from.
+
+    >>> market_inputs_of(["make", "mkt_reference", "mkt_mm_n_90d"])
+    ('mkt_mm_n_90d', 'mkt_ratio_hat', 'mkt_level_hat')
+    """
+    read = [name for name in names if name in _MARKET_FEATURE_SET]
+    if features.REFERENCE in names:
+        read += [name for name in _REFERENCE_INPUTS if name not in read]
+    return tuple(read)
+
+
+_MARKET_FEATURE_SET = frozenset(MARKET_FEATURES)
+_REFERENCE_INPUTS = ("mkt_ratio_hat", "mkt_level_hat")
 
 
 @dataclass(frozen=True)
@@ -72,8 +121,33 @@ class PipelineScorer:
     pipeline: Any
     compiled: bool = False
 
-    def predict(self, listings: Sequence[Listing]) -> np.ndarray:
-        return np.asarray(self.pipeline.predict(listings_frame(listings)), dtype=float)
+    @property
+    def market_inputs(self) -> tuple[str, ...]:
+        encode = dict(getattr(self.pipeline, "steps", [])).get("encode")
+        try:
+            return market_inputs_of([column.name for column in _columns(encode)])
+        except Unsupported:
+            return ()
+
+    def price(self, listings: Sequence[Listing], market: MarketColumns | None = None) -> Priced:
+        frame = raw_frame(listings, market)
+        steps = dict(getattr(self.pipeline, "steps", []))
+        model: Any = steps.get("model")
+        table = getattr(model, "intervals_", None)
+        if table is None or not hasattr(model, "predict_log"):
+            return Priced(np.asarray(self.pipeline.predict(frame), dtype=float))
+        x = steps["encode"].transform(steps["features"].transform(frame))
+        log_price = model.predict_log(x)
+        groups = interval_group(
+            frame["mmr"].notna().to_numpy(), frame["condition"].notna().to_numpy()
+        )
+        low, high = interval_bounds(table, log_price, groups)
+        return Priced(np.exp(log_price), low, high, float(table["level"]))
+
+    def predict(
+        self, listings: Sequence[Listing], market: MarketColumns | None = None
+    ) -> np.ndarray:
+        return self.price(listings, market).price
 
 
 @dataclass(frozen=True)
@@ -107,62 +181,137 @@ class NumericColumn:
 Column = EncodedColumn | NumericColumn
 
 
-class CompiledScorer:
-    """Prices listings as ``pipeline.predict(listings_frame(listings))`` does, without
-    the frame or sklearn's per-call checks. Made by :func:`compile_scorer`."""
+@dataclass(frozen=True)
+class TargetHead:
+    """``TransformedTargetRegressor(XGBRegressor)``: one booster, then the inverse."""
 
-    compiled = True
+    booster: Booster
+    iteration_range: tuple[int, int]
+    missing: float
+    inverse: Callable[[np.ndarray], np.ndarray]
 
-    def __init__(
-        self,
-        columns: Sequence[Column],
-        booster: Booster,
-        iteration_range: tuple[int, int],
-        missing: float,
-        inverse: Callable[[np.ndarray], np.ndarray],
-        fallback: PipelineScorer,
-    ) -> None:
-        self.columns = tuple(columns)
-        self.booster = booster
-        self.iteration_range = iteration_range
-        self.missing = missing
-        self.inverse = inverse
-        self.fallback = fallback
-        self._failed = threading.Event()  # logs the first failure only
-
-    def matrix(self, listings: Sequence[Listing]) -> np.ndarray:
-        """The model's input matrix: what the pipeline's steps before the model return."""
-        # Looked up on the module each call: the very function derive_features wraps.
-        derived = features.derive_columns(listing_columns(listings))
-        # float32: what XGBoost reads anyway, and exact for the encoder's integer codes.
-        out = np.empty((len(listings), len(self.columns)), dtype=np.float32)
-        for index, column in enumerate(self.columns):
-            values = derived[column.name]
-            out[:, index] = column.encode(values) if isinstance(column, EncodedColumn) else values
-        return out
-
-    def predict_compiled(self, listings: Sequence[Listing]) -> np.ndarray:
-        """Prices by the compiled path only (no fallback): what the parity tests check."""
-        if not listings:
-            return np.empty(0, dtype=float)
+    def price(self, x: np.ndarray, derived: Mapping[str, np.ndarray]) -> Priced:
         margin = self.booster.inplace_predict(
-            self.matrix(listings),
+            x.astype(np.float32),  # what XGBoost reads: the same values it would cast to
             iteration_range=self.iteration_range,
             missing=self.missing,
             validate_features=False,  # the column count was checked when compiling
         )
         prices = self.inverse(np.asarray(margin).reshape(-1, 1))
-        return np.asarray(prices, dtype=float).reshape(-1)
+        return Priced(np.asarray(prices, dtype=float).reshape(-1))
 
-    def predict(self, listings: Sequence[Listing]) -> np.ndarray:
+
+@dataclass(frozen=True)
+class MarketHead:
+    """:class:`shell.price_model.MarketPriceRegressor`: the reference price as the offset,
+    one booster per regime (with an mmr or without) on the other columns, and the
+    interval table."""
+
+    reference: int
+    mmr: int
+    fallback: float
+    boosters: Mapping[str, tuple[Booster, tuple[int, int]]]
+    missing: float
+    intervals: Mapping[str, Any] | None
+
+    def price(self, x: np.ndarray, derived: Mapping[str, np.ndarray]) -> Priced:
+        # The offset from the float64 column itself: a log price in float32 would move
+        # prices by ~1e-5.
+        reference = x[:, self.reference]
+        log_price = np.where(np.isfinite(reference), reference, self.fallback)
+        mmr = x[:, self.mmr]
+        with np.errstate(invalid="ignore"):
+            has_mmr = np.isfinite(mmr) & (mmr > 0)
+        trees = np.delete(x, self.reference, axis=1).astype(np.float32)
+        fallback = next(iter(self.boosters.values()))
+        for regime, rows in (("mmr", has_mmr), ("no_mmr", ~has_mmr)):
+            if rows.any():
+                booster, iterations = self.boosters.get(regime, fallback)
+                log_price[rows] += booster.inplace_predict(
+                    trees[rows],
+                    iteration_range=iterations,
+                    missing=self.missing,
+                    validate_features=False,
+                )
+        if self.intervals is None:
+            return Priced(np.exp(log_price))
+        groups = interval_group(has_mmr, np.isfinite(derived["condition"]))
+        low, high = interval_bounds(self.intervals, log_price, groups)
+        return Priced(np.exp(log_price), low, high, float(self.intervals["level"]))
+
+
+Head = TargetHead | MarketHead
+
+
+class CompiledScorer:
+    """Prices listings as ``pipeline.predict`` does on their frame, without the frame or
+    sklearn's per-call checks. Made by :func:`compile_scorer`."""
+
+    compiled = True
+
+    def __init__(self, columns: Sequence[Column], head: Head, fallback: PipelineScorer) -> None:
+        self.columns = tuple(columns)
+        self.head = head
+        self.fallback = fallback
+        self.market_inputs = market_inputs_of([column.name for column in self.columns])
+        self._failed = threading.Event()  # logs the first failure only
+
+    @property
+    def iteration_range(self) -> tuple[int, int] | dict[str, tuple[int, int]]:
+        if isinstance(self.head, TargetHead):
+            return self.head.iteration_range
+        return {regime: trees for regime, (_, trees) in self.head.boosters.items()}
+
+    def _derived(
+        self, listings: Sequence[Listing], market: MarketColumns | None
+    ) -> dict[str, np.ndarray]:
+        raw = listing_columns(listings)
+        if market:
+            raw.update({name: values for name, values in market.items()})
+        # Looked up on the module each call: the very function derive_features wraps.
+        return features.derive_columns(raw)
+
+    def _matrix(self, derived: Mapping[str, np.ndarray], rows: int) -> np.ndarray:
+        out = np.empty((rows, len(self.columns)), dtype=float)
+        for index, column in enumerate(self.columns):
+            values = derived[column.name]
+            out[:, index] = column.encode(values) if isinstance(column, EncodedColumn) else values
+        return out
+
+    def matrix(
+        self, listings: Sequence[Listing], market: MarketColumns | None = None
+    ) -> np.ndarray:
+        """The model's input matrix: what the pipeline's steps before the model return."""
+        return self._matrix(self._derived(listings, market), len(listings))
+
+    def price_compiled(
+        self, listings: Sequence[Listing], market: MarketColumns | None = None
+    ) -> Priced:
+        """Prices by the compiled path only (no fallback): what the parity tests check."""
+        if not listings:
+            return Priced(np.empty(0, dtype=float))
+        derived = self._derived(listings, market)
+        return self.head.price(self._matrix(derived, len(listings)), derived)
+
+    def predict_compiled(
+        self, listings: Sequence[Listing], market: MarketColumns | None = None
+    ) -> np.ndarray:
+        return self.price_compiled(listings, market).price
+
+    def price(self, listings: Sequence[Listing], market: MarketColumns | None = None) -> Priced:
         try:
-            return self.predict_compiled(listings)
+            return self.price_compiled(listings, market)
         except Exception:
             # The prices are the same either way; only the speed differs.
             if not self._failed.is_set():
                 self._failed.set()
                 log.exception("the compiled scorer failed; this call uses pipeline.predict")
-            return self.fallback.predict(listings)
+            return self.fallback.price(listings, market)
+
+    def predict(
+        self, listings: Sequence[Listing], market: MarketColumns | None = None
+    ) -> np.ndarray:
+        return self.price(listings, market).price
 
 
 def compile_scorer(pipeline: Any, name: str = "model") -> Scorer:
@@ -202,19 +351,49 @@ def _compile(pipeline: Any, fallback: PipelineScorer) -> CompiledScorer:
     derive, encode, model = steps
     _check_features(derive)
     columns = _columns(encode)
+    _check_derived(columns)
+    if isinstance(model, MarketPriceRegressor):
+        return CompiledScorer(columns, _market_head(model, len(columns)), fallback)
     regressor = _regressor(model)
     booster = regressor.get_booster()
     if booster.num_features() != len(columns):
         raise Unsupported(f"{len(columns)} columns for {booster.num_features()} model features")
-    _check_derived(columns)
-    return CompiledScorer(
-        columns,
-        booster,
-        iteration_range(regressor),
-        float(regressor.missing),
-        _inverse(model),
-        fallback,
+    head = TargetHead(
+        booster, iteration_range(regressor), float(regressor.missing), _inverse(model)
     )
+    return CompiledScorer(columns, head, fallback)
+
+
+def _market_head(model: MarketPriceRegressor, columns: int) -> MarketHead:
+    regressors: dict[str, XGBRegressor] = getattr(model, "regressors_", {})
+    if not regressors:
+        raise Unsupported("a MarketPriceRegressor that was never fitted")
+    boosters = {}
+    for regime, regressor in regressors.items():
+        booster = regressor.get_booster()
+        if booster.num_features() != columns - 1:  # every column but the reference
+            raise Unsupported(f"{columns - 1} tree columns for {booster.num_features()}")
+        boosters[regime] = (booster, iteration_range(regressor))
+    missing = {
+        float(r.missing) if not math.isnan(r.missing) else math.nan for r in regressors.values()
+    }
+    if len(missing) != 1:
+        raise Unsupported("the regimes' boosters read missing values differently")
+    return MarketHead(
+        reference=_position(model.reference_column, columns),
+        mmr=_position(model.mmr_column, columns),
+        fallback=float(model.fallback_),
+        boosters=boosters,
+        missing=missing.pop(),
+        intervals=getattr(model, "intervals_", None),
+    )
+
+
+def _position(index: int, columns: int) -> int:
+    position = index if index >= 0 else columns + index
+    if not 0 <= position < columns:
+        raise Unsupported(f"column {index} of {columns}")
+    return position
 
 
 def _check_features(step: Any) -> None:
@@ -409,12 +588,30 @@ def probe_listings(columns: Sequence[Column]) -> list[Listing]:
     return [Listing.model_construct(**{"auction_id": "probe", **probe}) for probe in probes]
 
 
+def probe_market(listings: int) -> dict[str, np.ndarray]:
+    """Market features for the probes: some listings with a market, some without."""
+    rng = np.random.default_rng(0)
+    market = {name: rng.uniform(0.0, 50.0, listings) for name in MARKET_FEATURES}
+    market["mkt_ratio_hat"] = rng.uniform(-0.3, 0.3, listings)
+    market["mkt_level_hat"] = rng.uniform(7.0, 11.0, listings)
+    for values in market.values():
+        values[::2] = np.nan  # every other probe without any market memory
+    return market
+
+
 def _probe_mismatch(compiled: CompiledScorer, pipeline: Any) -> str | None:
     probes = probe_listings(compiled.columns)
-    expected = np.asarray(pipeline.predict(listings_frame(probes)), dtype=float)
-    actual = compiled.predict_compiled(probes)
-    if actual.shape != expected.shape or not np.allclose(
-        actual, expected, rtol=PROBE_RTOL, atol=0.0, equal_nan=True
-    ):
-        return f"compiled prices {actual.tolist()} differ from the pipeline's {expected.tolist()}"
+    for market in (None, probe_market(len(probes))):
+        expected = PipelineScorer(pipeline).price(probes, market)
+        actual = compiled.price_compiled(probes, market)
+        for what in ("price", "low", "high"):
+            want, got = getattr(expected, what), getattr(actual, what)
+            if (want is None) != (got is None):
+                return f"the compiled {what} is {got!r}, the pipeline's {want!r}"
+            if want is None or got is None:
+                continue
+            if got.shape != want.shape or not np.allclose(
+                got, want, rtol=PROBE_RTOL, atol=0.0, equal_nan=True
+            ):
+                return f"compiled {what} {got.tolist()} differ from the pipeline's {want.tolist()}"
     return None

@@ -65,3 +65,23 @@ def listings(n: int, seed: int, new_models: float = 0.1) -> list[Listing]:
         scenarios=[NewModels("2015-05-01", share=new_models)],
     )
     return [Listing.model_validate_json(payload) for payload in listing_payloads(frame)]
+
+
+@functools.cache
+def market_auctions() -> pd.DataFrame:
+    """Auctions with their market features as of each listing's day (sold 2 h later)."""
+    from trainer.market import with_market_features
+
+    frame = generate_auctions(6000, start="2015-01-01", end="2015-05-01", seed=9)
+    return with_market_features(frame, sale_delay=pd.Timedelta(hours=2))
+
+
+@functools.cache
+def market() -> Pipeline:
+    """A champion of the market recipe (two boosters, the reference price as offset,
+    intervals), as ``gavel train`` fits one (fewer rounds)."""
+    from trainer.market import train_market_model
+    from trainer.split import time_split
+
+    split = time_split(market_auctions(), "2015-04-01", test_days=20)
+    return train_market_model(split, {**FAST, "max_depth": 4}).fitted.pipeline

@@ -39,9 +39,9 @@ class FakeModel:
         self.calls.append(len(listings))
         if self.batch_error is not None and len(listings) > 1:
             raise self.batch_error
-        return np.array([self.price(listing) for listing in listings])
+        return np.array([self.price_of(listing) for listing in listings])
 
-    def price(self, listing: Listing) -> float:
+    def price_of(self, listing: Listing) -> float:
         rule = self.rules.get(listing.auction_id)
         if rule is not None:
             return rule(listing)

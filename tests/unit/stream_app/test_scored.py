@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
 import orjson
@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from gavel.schemas import Listing, ScoredPrice
+from gavel.schemas import Listing, MarketUsed, ScoredPrice
 from stream_app.batch import broker_time
-from stream_app.scored import BatchFields, scored_json
+from stream_app.scored import BatchFields, Extras, scored_json
 
 offsets = st.sampled_from([0, 1, -5, 5.5, 14, -14]).map(lambda h: timezone(timedelta(hours=h)))
 times = st.datetimes(
@@ -139,3 +139,58 @@ def test_shared_fields_are_validated_by_the_contract() -> None:
     assert BatchFields.validated("m", "1", "registry", local).scored_at == datetime(
         2015, 1, 5, 6, tzinfo=UTC
     )
+
+
+market_values = st.none() | st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False)
+
+
+@st.composite
+def extras_of(draw: st.DrawFn) -> Extras:
+    """Market used (from the store, or unavailable), missing inputs and an interval."""
+    market = draw(
+        st.none()
+        | st.just({"source": "unavailable", "as_of": None, "stale_days": None, "features": {}})
+        | st.builds(
+            lambda as_of, stale, features: {  # in the contract's field order, as market_used
+                "source": "store",
+                "as_of": as_of,
+                "stale_days": stale,
+                "features": features,
+            },
+            st.dates(min_value=date(1990, 1, 1), max_value=date(2099, 1, 1)),
+            st.integers(0, 30),
+            st.dictionaries(
+                st.sampled_from(["mkt_ratio_hat", "mkt_level_hat", "mkt_mm_n_90d"]), market_values
+            ),
+        )
+    )
+    interval = draw(st.none() | st.tuples(prices, prices))
+    return Extras(
+        market=market,
+        missing_inputs=draw(st.lists(st.sampled_from(["mmr", "condition", "body"]), unique=True)),
+        price_low=None if interval is None else min(interval),
+        price_high=None if interval is None else max(interval),
+        interval_level=None if interval is None else 0.8,
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(payload=listing_payloads(), price=prices, extras=extras_of())
+def test_the_market_missing_inputs_and_interval_are_the_contracts_too(
+    payload: bytes, price: float, extras: Extras
+) -> None:
+    listing = Listing.model_validate_json(payload)
+    shared = BatchFields.validated("m", "2", "registry", datetime(2015, 1, 5, tzinfo=UTC))
+    value = scored_json(listing, price, shared, None, extras)
+    expected = old_value(listing, price, "m", "2", "registry", shared.scored_at, None)
+    expected = expected.model_copy(
+        update={
+            "market": None if extras.market is None else MarketUsed.model_validate(extras.market),
+            "missing_inputs": extras.missing_inputs,
+            "price_low": None if extras.price_low is None else round(extras.price_low, 2),
+            "price_high": None if extras.price_high is None else round(extras.price_high, 2),
+            "interval_level": extras.interval_level,
+        }
+    )
+    assert value == expected.to_json_bytes()
+    assert ScoredPrice.model_validate_json(value) == expected

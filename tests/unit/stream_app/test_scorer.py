@@ -6,10 +6,12 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -21,14 +23,18 @@ from xgboost import XGBRegressor
 from gavel import features
 from gavel.features import CATEGORICAL_FEATURES, derive_features, listings_frame
 from gavel.schemas import Listing
+from producers.timeline import listing_payloads
 from stream_app import scorer as scorer_module
 from stream_app.model import LoadedModel
 from stream_app.scorer import (
     CompiledScorer,
     EncodedColumn,
+    MarketHead,
     PipelineScorer,
+    TargetHead,
     compile_scorer,
     iteration_range,
+    raw_frame,
 )
 from tests.unit.stream_app import pipelines
 from trainer.pipeline import fit_baseline
@@ -65,7 +71,7 @@ def assert_same_prices(
     assert actual.shape == (len(listings),)
     np.testing.assert_allclose(actual, expected, rtol=RTOL, atol=0)
     # The inputs agree exactly too: the model's matrix, as the pipeline's steps make it.
-    matrix = pipeline[:-1].transform(listings_frame(listings)).astype(np.float32)
+    matrix = pipeline[:-1].transform(listings_frame(listings))
     np.testing.assert_array_equal(compiled.matrix(listings), matrix)
 
 
@@ -238,7 +244,8 @@ def test_prices_use_the_trees_up_to_best_iteration(
     assert iteration_range(regressor) == (0, regressor.best_iteration + 1)
     # Every tree would give other prices: the parity tests above would notice.
     listings = pipelines.listings(200, seed=3)
-    every_tree = np.exp(compiled.booster.inplace_predict(compiled.matrix(listings)))
+    assert isinstance(compiled.head, TargetHead)
+    every_tree = np.exp(compiled.head.booster.inplace_predict(compiled.matrix(listings)))
     assert not np.allclose(every_tree, pipeline_prices(pipeline, listings), rtol=1e-4)
 
 
@@ -382,7 +389,8 @@ def test_a_failing_compiled_call_is_priced_by_the_pipeline_and_logged_once(
         def inplace_predict(self, *args: Any, **kwargs: Any) -> np.ndarray:
             raise RuntimeError("the booster broke")
 
-    scorer.booster = Broken()  # type: ignore[assignment]  # a stand-in that fails
+    assert isinstance(scorer.head, TargetHead)
+    scorer.head = replace(scorer.head, booster=Broken())  # type: ignore[arg-type]  # fails
     listings = pipelines.listings(20, seed=4)
     with caplog.at_level(logging.ERROR, logger="stream_app.scorer"):
         for _ in range(3):
@@ -394,3 +402,57 @@ def test_a_failing_compiled_call_is_priced_by_the_pipeline_and_logged_once(
 
 def test_no_listings_no_prices(compiled: CompiledScorer) -> None:
     assert compiled.predict([]).shape == (0,)
+
+
+# -- the market recipe ---------------------------------------------------------------------
+
+
+def market_batch(rows: pd.DataFrame) -> tuple[list[Listing], dict[str, np.ndarray]]:
+    """Listings as the worker reads them, and their market features as the store gives them."""
+    from gavel.market import MARKET_FEATURES
+
+    listings = [Listing.model_validate_json(p) for p in listing_payloads(rows)]
+    return listings, {name: rows[name].to_numpy(dtype=float) for name in MARKET_FEATURES}
+
+
+def test_the_market_recipe_compiles_and_prices_and_bounds_as_its_pipeline() -> None:
+    pipeline = pipelines.market()
+    scorer = compile_scorer(pipeline, "market")
+    assert isinstance(scorer, CompiledScorer) and isinstance(scorer.head, MarketHead)
+    rows = pipelines.market_auctions().tail(3000)
+    listings, market = market_batch(rows)
+    without_mmr = [listing.model_copy(update={"mmr": None}) for listing in listings[:1000]]
+    no_market = {name: np.full(1000, np.nan) for name in market}
+    for batch, columns in (
+        (listings, market),
+        (without_mmr, {n: v[:1000] for n, v in market.items()}),
+        (listings[:1000], no_market),
+        (listings[:1000], None),
+    ):
+        expected = PipelineScorer(pipeline).price(batch, columns)
+        actual = scorer.price_compiled(batch, columns)
+        for what in ("price", "low", "high"):
+            np.testing.assert_allclose(getattr(actual, what), getattr(expected, what), rtol=RTOL)
+        assert actual.level == expected.level == 0.8
+        assert (actual.low < actual.price).all() and (actual.price < actual.high).all()
+    # The pipeline's own predict agrees too (no interval there).
+    frame = raw_frame(listings, market)
+    np.testing.assert_allclose(scorer.predict(listings, market), pipeline.predict(frame), rtol=RTOL)
+
+
+def test_a_market_move_moves_the_compiled_price_in_full() -> None:
+    scorer = compile_scorer(pipelines.market(), "market")
+    rows = pipelines.market_auctions().tail(500)
+    listings, market = market_batch(rows)
+    moved = {**market, "mkt_ratio_hat": market["mkt_ratio_hat"] - 0.3}
+    ratio = scorer.predict(listings, moved) / scorer.predict(listings, market)
+    with_mmr = np.array([listing.mmr is not None for listing in listings])
+    np.testing.assert_allclose(ratio[with_mmr], np.exp(-0.3), rtol=1e-9)
+
+
+def test_the_scorer_names_the_market_features_it_reads() -> None:
+    scorer = compile_scorer(pipelines.market(), "market")
+    assert "mkt_ratio_hat" in scorer.market_inputs and "mkt_level_hat" in scorer.market_inputs
+    assert "mkt_reference" not in scorer.market_inputs  # derived, not read
+    assert set(scorer.market_inputs) == set(PipelineScorer(pipelines.market()).market_inputs)
+    assert compile_scorer(pipelines.fresh(), "old").market_inputs == ()
